@@ -1,0 +1,48 @@
+"""Anything the routes did not expect becomes a 500 with an incident id, logged with traceback."""
+
+from __future__ import annotations
+
+import logging
+
+from llm_gateway.errors import GatewayError, new_incident_id
+from llm_gateway.middleware.asgi import ASGIApp, Message, Receive, Scope, Send, send_error
+
+log = logging.getLogger("llm_gateway.errors")
+
+
+class UnexpectedErrorMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def send_tracking_start(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking_start)
+        except Exception:
+            incident_id = new_incident_id()
+            log.error(
+                "unhandled_exception",
+                exc_info=True,
+                extra={
+                    "incident_id": incident_id,
+                    "method": scope.get("method"),
+                    "path": scope.get("path"),
+                    "response_started": response_started,
+                },
+            )
+            if response_started:
+                # Headers are gone; the only honest signal left is an aborted connection.
+                raise
+            error = GatewayError()
+            error.extra["incident_id"] = incident_id
+            await send_error(send, error, scope.get("state", {}).get("request_id"))

@@ -1,0 +1,118 @@
+"""Prometheus metrics, correct with several gunicorn workers.
+
+Under gunicorn, `PROMETHEUS_MULTIPROC_DIR` is set by gunicorn_conf before any worker imports
+prometheus_client, so each worker writes its samples to files there and `/metrics` merges them
+(any worker can answer a scrape). Outside gunicorn a private registry serves one process.
+Metric objects belong to a `Metrics` instance made by `create_app`, never to module globals,
+so tests can build many apps in one process.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prometheus_multiprocess
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+BREAKER_STATE_VALUE = {"closed": 0, "half_open": 1, "open": 2}
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.multiprocess = multiprocess_dir() is not None
+        r = self.registry
+        self.http_requests = Counter(
+            "http_requests_total",
+            "HTTP requests answered, by route template and status.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_latency = Histogram(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request (to the last body byte).",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.http_in_flight = Gauge(
+            "http_requests_in_flight",
+            "Requests being handled right now (open streams included).",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.upstream_latency = Histogram(
+            "upstream_request_duration_seconds",
+            "Time of one upstream attempt, by model and outcome.",
+            ["model", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_retries = Counter(
+            "upstream_retries_total",
+            "Upstream attempts retried, by model and the error that caused the retry.",
+            ["model", "reason"],
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "circuit_breaker_state",
+            "Circuit state per upstream model: 0 closed, 1 half-open, 2 open (worst worker).",
+            ["model"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.breaker_transitions = Counter(
+            "circuit_breaker_transitions_total",
+            "Circuit state changes, by model and new state.",
+            ["model", "state"],
+            registry=r,
+        )
+        self.cache_lookups = Counter(
+            "cache_lookups_total",
+            "Cache lookups by tier (exact, semantic) and result (hit, miss, error).",
+            ["tier", "result"],
+            registry=r,
+        )
+        self.prompt_rejections = Counter(
+            "prompt_rejections_total",
+            "Prompts refused by the guard, by rule.",
+            ["rule"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "rate_limited_total",
+            "Requests refused by a rate limit, by scope (user, ip, login).",
+            ["scope"],
+            registry=r,
+        )
+        self.llm_tokens = Counter(
+            "llm_tokens_total",
+            "Tokens reported by the upstream, by model that answered and kind.",
+            ["model", "kind"],
+            registry=r,
+        )
+        self.traces = Counter(
+            "traces_total",
+            "LLM call traces by fate: exported, journaled, replayed, dropped.",
+            ["outcome"],
+            registry=r,
+        )
+
+    def render(self) -> tuple[bytes, str]:
+        if self.multiprocess:
+            merged = CollectorRegistry()
+            prometheus_multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            return generate_latest(merged), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

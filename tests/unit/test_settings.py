@@ -1,0 +1,150 @@
+"""Settings refuse unsafe configurations with one clear line per problem, and never leak secrets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llm_gateway.settings import ConfigurationError, load_settings
+from tests.support.settings import TEST_JWT_SECRET, base_env
+
+
+def problems(**overrides: str) -> list[str]:
+    env = base_env(**overrides)
+    for key, value in list(env.items()):
+        if value == "<unset>":
+            del env[key]
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(env, env_file=None)
+    return caught.value.lines()
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        pytest.param("<unset>", id="missing"),
+        pytest.param("your-secret-key-change-in-production", id="tutorial-placeholder"),
+        pytest.param("changeme", id="changeme"),
+        pytest.param("secret", id="secret"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_placeholder_or_missing_jwt_secret_is_refused(secret: str) -> None:
+    assert problems(JWT_SECRET_KEY=secret) == [
+        "configuration error: JWT_SECRET_KEY must be set and different from default"
+    ]
+
+
+def test_short_jwt_secret_names_the_minimum_and_not_the_value() -> None:
+    (line,) = problems(JWT_SECRET_KEY="short-but-not-a-placeholder")
+    assert "at least 32 characters" in line
+    assert "short-but-not-a-placeholder" not in line
+
+
+def test_wildcard_cors_with_credentials_is_refused() -> None:
+    (line,) = problems(CORS_ORIGINS="*", CORS_ALLOW_CREDENTIALS="true")
+    assert "CORS_ORIGINS='*'" in line and "CORS_ALLOW_CREDENTIALS" in line
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    lines = problems(
+        JWT_SECRET_KEY="<unset>",
+        LITELLM_BASE_URL="ftp://nowhere",
+        PORT="99999",
+        READINESS_CHECKS="litellm,postgres",
+    )
+    joined = "\n".join(lines)
+    assert len(lines) == 4, joined
+    assert "JWT_SECRET_KEY must be set and different from default" in joined
+    assert "LITELLM_BASE_URL must be an http(s) URL" in joined
+    assert "PORT" in joined
+    assert "READINESS_CHECKS has unknown names ['postgres']" in joined
+
+
+def test_cross_field_problems_are_reported_together() -> None:
+    lines = problems(
+        JWT_SECRET_KEY="changeme",
+        CORS_ORIGINS="*",
+        CORS_ALLOW_CREDENTIALS="true",
+        UVICORN_GRACEFUL_TIMEOUT="29",
+    )
+    assert len(lines) == 3
+    assert any("GUNICORN_GRACEFUL_TIMEOUT" in line for line in lines)
+
+
+def test_url_passwords_are_redacted_in_messages_and_summary() -> None:
+    (line,) = problems(LITELLM_BASE_URL="ftp://user:hunter2hunter2@host")
+    assert "hunter2hunter2" not in line
+    settings = load_settings(
+        base_env(MLFLOW_TRACKING_URI="http://ml:pa55word-xyz@mlflow:5000"), env_file=None
+    )
+    summary = settings.redacted_summary()
+    assert summary["mlflow_tracking_uri"] == "http://ml:***@mlflow:5000"
+    assert summary["jwt_secret_key"] == "<set>"
+    assert TEST_JWT_SECRET not in repr(summary)
+
+
+def test_development_mode_may_omit_the_secret_but_not_use_a_placeholder() -> None:
+    env = base_env(ENVIRONMENT="development")
+    del env["JWT_SECRET_KEY"]
+    assert load_settings(env, env_file=None).jwt_secret_key is None
+    assert problems(ENVIRONMENT="development", JWT_SECRET_KEY="changeme")
+
+
+def test_secrets_are_read_from_files_in_secrets_dir(tmp_path: Path) -> None:
+    (tmp_path / "jwt_secret_key").write_text("k" * 40)
+    env = base_env(SECRETS_DIR=str(tmp_path))
+    del env["JWT_SECRET_KEY"]
+    settings = load_settings(env, env_file=None)
+    assert settings.jwt_secret_key is not None
+    assert settings.jwt_secret_key.get_secret_value() == "k" * 40
+
+
+def test_comma_separated_lists() -> None:
+    settings = load_settings(
+        base_env(CORS_ORIGINS="https://a.example, https://b.example", TRUSTED_PROXIES="10.0.0.0/8"),
+        env_file=None,
+    )
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
+    assert settings.trusted_proxies == ["10.0.0.0/8"]
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "llm_gateway.cli", *args],
+        env={**env, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
+
+
+def test_check_config_exits_2_with_one_line_and_no_traceback() -> None:
+    env = base_env(JWT_SECRET_KEY="your-secret-key-change-in-production")
+    result = _cli(env, "check-config")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "configuration error: JWT_SECRET_KEY must be set and different from default\n"
+    )
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_serve_refuses_bad_config_before_starting_gunicorn() -> None:
+    result = _cli(base_env(JWT_SECRET_KEY="changeme", PORT="0"), "serve")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 2
+
+
+def test_check_config_prints_redacted_summary_without_secrets() -> None:
+    secret_key = "s3cr3t-litellm-master-key-value"
+    result = _cli(base_env(LITELLM_API_KEY=secret_key), "check-config")
+    assert result.returncode == 0, result.stderr
+    assert '"jwt_secret_key": "<set>"' in result.stdout
+    assert TEST_JWT_SECRET not in result.stdout
+    assert secret_key not in result.stdout
+    assert result.stdout.rstrip().endswith("configuration ok")
