@@ -11,6 +11,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export LITELLM_LOCAL_MODEL_COST_MAP := True
+# Python trees ruff checks; only those present (git drops empty folders).
+PY_PATHS = $(wildcard service tests bench scripts devstack)
 
 .PHONY: help
 help: ## list the targets
@@ -33,13 +35,13 @@ lock: | $(UV) ## re-resolve uv.lock after changing pyproject.toml
 
 .PHONY: lint
 lint: install ## ruff lint and format check
-	$(BIN)/ruff check service tests bench scripts
-	$(BIN)/ruff format --check service tests bench scripts
+	$(BIN)/ruff check $(PY_PATHS)
+	$(BIN)/ruff format --check $(PY_PATHS)
 
 .PHONY: fmt
 fmt: install ## format and autofix
-	$(BIN)/ruff format service tests bench scripts
-	$(BIN)/ruff check --fix service tests bench scripts
+	$(BIN)/ruff format $(PY_PATHS)
+	$(BIN)/ruff check --fix $(PY_PATHS)
 
 .PHONY: typecheck
 typecheck: install ## mypy --strict on the service

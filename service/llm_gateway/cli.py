@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from llm_gateway.settings import ConfigurationError, Settings, development_secret, load_settings
+from llm_gateway.settings import ConfigurationError, Settings, load_settings
 
 EXIT_CONFIG_ERROR = 2
 
@@ -45,12 +45,7 @@ def _serve(args: argparse.Namespace) -> NoReturn:
         os.environ["HOST"] = args.host
     if args.port:
         os.environ["PORT"] = str(args.port)
-    settings = _load_or_exit()
-    if settings.jwt_secret_key is None:
-        # Only reachable in development mode (production fails validation above). One key for
-        # all workers: each worker inventing its own would reject the others' tokens.
-        os.environ["JWT_SECRET_KEY"] = development_secret()
-        os.environ["LLM_GATEWAY_DEV_SECRET_GENERATED"] = "1"  # noqa: S105 - a flag
+    _load_or_exit()  # fail here, before exec, with the same message gunicorn_conf would print
     argv = [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONF, GUNICORN_APP]
     sys.stdout.flush()
     sys.stderr.flush()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_gateway.observability.logging import configure_logging, logging_config
-from llm_gateway.settings import ConfigurationError, load_settings
+from llm_gateway.settings import ConfigurationError, development_secret, load_settings
 
 try:
     _settings = load_settings()
@@ -25,6 +25,14 @@ except ConfigurationError as _error:
     for _line in _error.lines():
         sys.stderr.write(_line + "\n")
     sys.exit(2)
+
+# Only reachable in development mode (production fails validation above). The master makes one
+# key and the workers inherit it through the environment: each worker inventing its own would
+# reject the tokens its siblings issued.
+_dev_secret_generated = _settings.jwt_secret_key is None
+if _dev_secret_generated:
+    os.environ["JWT_SECRET_KEY"] = development_secret()
+    _settings = load_settings()
 
 # prometheus_client picks its storage when first imported; every worker must see this first.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -61,7 +69,7 @@ def on_starting(server: Any) -> None:
     for stale in _metrics_dir.glob("*.db"):
         stale.unlink()
     _log.info("configuration_loaded", extra={"settings": _settings.redacted_summary()})
-    if os.environ.get("LLM_GATEWAY_DEV_SECRET_GENERATED") == "1":
+    if _dev_secret_generated:
         _log.warning(
             "development_jwt_secret_generated",
             extra={

@@ -28,6 +28,8 @@ _RECORD_ATTRS = frozenset(
     | {"message", "asctime", "color_message", "taskName"}
 )
 _HANDLER_NAME = "json"
+# Valid inside JSON strings, yet some log readers (and str.splitlines) end a line at them.
+_LINE_BREAKERS = {ord(c): f"\\u{ord(c):04x}" for c in "\x1c\x1d\x1e\x85\u2028\u2029"}
 
 
 def _utc_timestamp(created: float) -> str:
@@ -75,7 +77,7 @@ class JsonFormatter(logging.Formatter):
             payload["exception"] = record.exc_text
         if record.stack_info:
             payload["stack"] = record.stack_info
-        return orjson.dumps(payload, default=_json_default).decode()
+        return orjson.dumps(payload, default=_json_default).decode().translate(_LINE_BREAKERS)
 
 
 def logging_config(service: str, level: str) -> dict[str, Any]:
