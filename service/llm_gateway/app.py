@@ -12,17 +12,31 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
+import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from opentelemetry.sdk.trace import SpanProcessor
 
 from llm_gateway import __version__
+from llm_gateway.api import admin as admin_routes
+from llm_gateway.api import auth as auth_routes
 from llm_gateway.api import errors as error_handlers
 from llm_gateway.api import health as health_routes
+from llm_gateway.api import llm as llm_routes
 from llm_gateway.api import metrics as metrics_routes
+from llm_gateway.api import openai as openai_routes
+from llm_gateway.auth.api_keys import ApiKeyStore
+from llm_gateway.auth.authenticator import Authenticator
+from llm_gateway.auth.tokens import TokenService
+from llm_gateway.auth.users import UserStore
+from llm_gateway.cache.factory import build_response_cache
 from llm_gateway.client_address import ClientAddressResolver
-from llm_gateway.health import HealthChecker
+from llm_gateway.guard.injection import InjectionDetector
+from llm_gateway.guard.policy import GuardLimits, PromptGuard
+from llm_gateway.guard.security import SecurityMonitor
+from llm_gateway.health import Check, CheckFailed, HealthChecker
 from llm_gateway.lifecycle import DrainController
+from llm_gateway.llm.service import LLMService
 from llm_gateway.middleware.access_log import AccessLogMiddleware
 from llm_gateway.middleware.body_limit import BodyLimitMiddleware
 from llm_gateway.middleware.drain import DrainMiddleware
@@ -30,7 +44,15 @@ from llm_gateway.middleware.errors import UnexpectedErrorMiddleware
 from llm_gateway.middleware.request_id import RequestIdMiddleware
 from llm_gateway.observability.metrics import Metrics
 from llm_gateway.observability.telemetry import UNTRACED_PATHS, Telemetry, build_telemetry
+from llm_gateway.ratelimit.limiter import RateLimiter
+from llm_gateway.resilience.breaker import CircuitBreakerRegistry
+from llm_gateway.resilience.retry import RetryPolicy
 from llm_gateway.settings import ConfigurationError, Settings, development_secret, load_settings
+from llm_gateway.tracking.journal import TraceJournal
+from llm_gateway.tracking.mlflow_export import MlflowExporter
+from llm_gateway.tracking.tracker import TraceTracker
+from llm_gateway.upstream.http import build_upstream_http_client
+from llm_gateway.upstream.litellm import LiteLLMClient
 
 log = logging.getLogger("llm_gateway.app")
 
@@ -40,7 +62,9 @@ class AppOverrides:
     """Injection points for tests; production passes nothing."""
 
     span_processors: tuple[SpanProcessor, ...] = ()
-    extra_checks: dict[str, object] = field(default_factory=dict)
+    extra_checks: dict[str, Check] = field(default_factory=dict)
+    # Replaces the network under the upstream client (e.g. httpx.MockTransport in API tests).
+    upstream_transport: httpx.AsyncBaseTransport | None = None
 
 
 def _development_defaults(settings: Settings) -> Settings:
@@ -72,15 +96,126 @@ def create_app(settings: Settings | None = None, overrides: AppOverrides | None 
         build_telemetry(settings, overrides.span_processors) if settings.tracing_enabled else None
     )
     client_address = ClientAddressResolver(settings.trusted_proxies)
+    secret = settings.jwt_secret_key
+    assert secret is not None  # _development_defaults guarantees one
+    tokens = TokenService(
+        secret.get_secret_value(),
+        settings.jwt_algorithm,
+        settings.jwt_issuer,
+        settings.jwt_audience,
+        settings.jwt_expires_seconds,
+    )
+    user_store = UserStore.from_settings(settings)
+    authenticator = Authenticator(tokens, ApiKeyStore.from_file(settings.api_keys_file))
+    rate_limiter = RateLimiter(
+        settings.rate_limit_storage_uri,
+        settings.rate_limit_user,
+        settings.rate_limit_ip,
+        settings.rate_limit_login,
+        metrics,
+        enabled=settings.rate_limit_enabled,
+    )
+    security_monitor = SecurityMonitor()
+    guard = PromptGuard(
+        GuardLimits(
+            settings.prompt_max_chars, settings.max_tokens_limit, settings.model_name_pattern
+        ),
+        detector=(
+            InjectionDetector.with_patterns_file(settings.injection_patterns_file)
+            if settings.guard_enabled
+            else None
+        ),
+        monitor=security_monitor,
+        metrics=metrics,
+    )
+    breakers = CircuitBreakerRegistry(
+        settings.breaker_failure_threshold, settings.breaker_recovery_seconds, metrics=metrics
+    )
+
+    async def circuit_check() -> dict[str, object]:
+        snapshot = breakers.snapshot()
+        open_models = [m for m, state in snapshot.items() if state["state"] != "closed"]
+        if open_models:
+            raise CheckFailed(f"circuit open for {', '.join(open_models)}", {"models": snapshot})
+        return {"models": snapshot}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         started = time.monotonic()
-        async with AsyncExitStack():
+        async with AsyncExitStack() as stack:
+            litellm_key = settings.litellm_api_key
+            http = build_upstream_http_client(
+                settings.litellm_base_url,
+                settings.upstream_transport,
+                settings.upstream_connect_timeout,
+                settings.upstream_request_timeout,
+                settings.upstream_max_connections,
+                tracer_provider=telemetry.provider if telemetry is not None else None,
+                transport=overrides.upstream_transport,
+            )
+            stack.push_async_callback(http.aclose)
+            upstream = LiteLLMClient(
+                http,
+                api_key=litellm_key.get_secret_value() if litellm_key is not None else None,
+                retry=RetryPolicy(
+                    settings.retry_max_attempts,
+                    settings.retry_backoff_base,
+                    settings.retry_backoff_max,
+                    settings.retry_jitter,
+                    settings.retry_after_cap,
+                ),
+                breakers=breakers,
+                request_timeout=settings.upstream_request_timeout,
+                stream_first_token_timeout=settings.stream_first_token_timeout,
+                stream_idle_timeout=settings.stream_idle_timeout,
+                models_cache_ttl=settings.models_cache_ttl,
+                metrics=metrics,
+            )
+            await rate_limiter.open()
+            stack.push_async_callback(rate_limiter.close)
+            cache = build_response_cache(settings, metrics=metrics, http=http)
+            if cache is not None:
+                await cache.open()
+                stack.push_async_callback(cache.close)
+            tracker: TraceTracker | None = None
+            if settings.tracking_enabled:
+                uri = settings.mlflow_tracking_uri
+                tracker = TraceTracker(
+                    MlflowExporter(uri, settings.mlflow_experiment_name) if uri else None,
+                    TraceJournal(
+                        settings.data_dir / "traces",
+                        settings.trace_journal_max_bytes,
+                        settings.trace_journal_max_files,
+                        metrics,
+                    ),
+                    metrics,
+                    settings.trace_queue_size,
+                    settings.trace_replay_interval,
+                )
+                await tracker.start()
+                stack.push_async_callback(tracker.close, settings.shutdown_flush_timeout)
+            llm = LLMService(
+                upstream=upstream,
+                guard=guard,
+                cache=cache,
+                tracker=tracker,
+                cache_scope_mode=settings.cache_scope,
+                request_deadline=settings.request_deadline,
+                metrics=metrics,
+            )
+            stack.push_async_callback(llm.close, settings.shutdown_flush_timeout)
+            app.state.llm = llm
+            checks: dict[str, Check] = {
+                "litellm": Check(upstream.health),
+                "circuit_breaker": Check(circuit_check, cacheable=False),
+            }
+            if cache is not None:
+                checks["qdrant"] = Check(cache.health)
+            if tracker is not None:
+                checks["mlflow"] = Check(tracker.check)
+            checks.update(overrides.extra_checks)
             app.state.health = HealthChecker(
-                {},
-                timeout=settings.health_check_timeout,
-                ttl=settings.health_cache_ttl,
+                checks, timeout=settings.health_check_timeout, ttl=settings.health_cache_ttl
             )
             log.info(
                 "application_started",
@@ -92,10 +227,10 @@ def create_app(settings: Settings | None = None, overrides: AppOverrides | None 
             yield
             shutdown_started = time.monotonic()
             drain.begin("lifespan_shutdown")
+        log.info("clients_closed")
         if telemetry is not None:
             flushed = telemetry.shutdown(settings.shutdown_flush_timeout)
             log.info("telemetry_flushed", extra={"complete": flushed})
-        log.info("clients_closed")
         log.info(
             "graceful_shutdown_completed",
             extra={
@@ -118,8 +253,19 @@ def create_app(settings: Settings | None = None, overrides: AppOverrides | None 
     app.state.readiness_checks = list(settings.readiness_checks)
     app.state.health = HealthChecker({}, timeout=settings.health_check_timeout, ttl=0)
 
+    app.state.token_service = tokens
+    app.state.user_store = user_store
+    app.state.authenticator = authenticator
+    app.state.rate_limiter = rate_limiter
+    app.state.security_monitor = security_monitor
+    app.state.breakers = breakers
+
     error_handlers.install(app)
     app.include_router(health_routes.router)
+    app.include_router(auth_routes.router)
+    app.include_router(llm_routes.router)
+    app.include_router(openai_routes.router)
+    app.include_router(admin_routes.router)
     if metrics is not None:
         app.include_router(metrics_routes.router)
 

@@ -1,0 +1,1 @@
+"""Who is calling: password and API-key credentials, signed tokens, and the principal they prove."""

@@ -1,0 +1,37 @@
+"""Admin-only views: dependency health and the guard's security window."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from llm_gateway.api.deps import AdminPrincipal
+from llm_gateway.api.health import detailed_health
+from llm_gateway.api.responses import JSONResponse
+from llm_gateway.errors import utc_now_iso
+from llm_gateway.guard.security import SecurityMonitor
+from llm_gateway.resilience.breaker import CircuitBreakerRegistry
+
+router = APIRouter(tags=["admin"])
+
+
+@router.get("/health/detailed", summary="Every dependency, checked concurrently (admin)")
+async def health_detailed(request: Request, principal: AdminPrincipal) -> JSONResponse:
+    return await detailed_health(request)
+
+
+@router.get("/admin/security", summary="Guard refusals and circuit states of this worker (admin)")
+async def security_view(request: Request, principal: AdminPrincipal) -> JSONResponse:
+    monitor: SecurityMonitor = request.app.state.security_monitor
+    breakers: CircuitBreakerRegistry = request.app.state.breakers
+    settings = request.app.state.settings
+    return JSONResponse(
+        {
+            "timestamp": utc_now_iso(),
+            "guard_enabled": settings.guard_enabled,
+            "rate_limit_enabled": settings.rate_limit_enabled,
+            "guard": monitor.snapshot(),
+            "circuit_breakers": breakers.snapshot(),
+            "note": "per worker process; fleet-wide counts are on /metrics "
+            "(prompt_rejections_total, rate_limited_total)",
+        }
+    )

@@ -1,0 +1,291 @@
+"""The gateway's client of the LiteLLM proxy: every upstream call goes through here.
+
+Each call runs under one `Deadline`. Each attempt passes the model's circuit breaker, gets the
+smaller of the per-attempt timeout and what the deadline has left, and is timed into the
+`upstream_request_duration_seconds` histogram. The `RetryPolicy` decides whether a failed
+attempt is tried again. Every request carries `Authorization: Bearer <LITELLM_API_KEY>` (when
+set), this request's `X-Request-ID` and, with tracing on, W3C `traceparent`.
+
+Usage, model and cost come from the successful response only: failed attempts are never billed
+to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from llm_gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
+from llm_gateway.observability.context import current_request_id
+from llm_gateway.observability.metrics import Metrics
+from llm_gateway.resilience.breaker import CircuitBreakerRegistry
+from llm_gateway.resilience.deadline import Deadline
+from llm_gateway.resilience.retry import RetryPolicy, failure_reason
+from llm_gateway.upstream.mapping import (
+    Usage,
+    error_for_response,
+    error_for_transport,
+    parse_cost,
+    upstream_message,
+)
+from llm_gateway.upstream.sse import SseEventReader, StreamTranscript
+from llm_gateway.upstream.stream import UpstreamStream, read_first_event
+
+_JSON = {"Content-Type": "application/json"}
+
+
+@dataclass(frozen=True)
+class UpstreamResult:
+    body: dict[str, Any]
+    model_used: str
+    model_id: str | None  # LiteLLM's deployment id (x-litellm-model-id): which backend answered
+    usage: Usage | None
+    cost: float | None
+    attempts: int
+    latency_ms: float
+
+
+class LiteLLMClient:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        api_key: str | None,
+        retry: RetryPolicy,
+        breakers: CircuitBreakerRegistry,
+        request_timeout: float,
+        stream_first_token_timeout: float,
+        stream_idle_timeout: float,
+        models_cache_ttl: float,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._http = http
+        self._api_key = api_key
+        self._retry = retry
+        self._breakers = breakers
+        self._request_timeout = request_timeout
+        self._first_token_timeout = stream_first_token_timeout
+        self._idle_timeout = stream_idle_timeout
+        self._models_ttl = models_cache_ttl
+        self._metrics = metrics
+        self._clock = clock
+        self._wall_clock = wall_clock  # Retry-After may be an HTTP date
+        self._models: list[dict[str, Any]] | None = None
+        self._models_expire_at = 0.0
+        self._models_lock = asyncio.Lock()
+
+    # --- public API ------------------------------------------------------------------------
+
+    async def chat(self, payload: dict[str, Any], *, deadline: Deadline) -> UpstreamResult:
+        """A non-streamed chat completion, OpenAI format in and out."""
+        return await self._post_json("/v1/chat/completions", payload, deadline)
+
+    async def embeddings(
+        self, model: str, inputs: list[str], *, deadline: Deadline | None = None
+    ) -> dict[str, Any]:
+        deadline = deadline or Deadline(self._request_timeout, self._clock)
+        result = await self._post_json(
+            "/v1/embeddings", {"model": model, "input": inputs}, deadline
+        )
+        return result.body
+
+    @asynccontextmanager
+    async def stream_chat(
+        self, payload: dict[str, Any], *, deadline: Deadline
+    ) -> AsyncIterator[UpstreamStream]:
+        """Open a streamed chat completion; yields an `UpstreamStream` once its first event came.
+
+        Errors before the first event raise the mapped exception from `async with` (nothing has
+        been sent to the client yet). The upstream response is closed on every exit path.
+        """
+        body = {**payload, "stream": True}
+        body["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
+        model = str(payload.get("model") or "")
+        attempts = 0
+        started = self._clock()
+
+        async def attempt() -> UpstreamStream:
+            nonlocal attempts
+            attempts += 1
+            return await self._open_stream(body, model, deadline, attempts, started)
+
+        stream = await self._retry.run(
+            attempt, deadline=deadline, model=model, metrics=self._metrics
+        )
+        try:
+            yield stream
+        finally:
+            await stream.aclose()
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        """GET /v1/models, reused for `models_cache_ttl` s; one fetch at a time."""
+        if self._models is not None and self._clock() < self._models_expire_at:
+            return self._models
+        async with self._models_lock:
+            if self._models is not None and self._clock() < self._models_expire_at:
+                return self._models
+            body = await self._get_json("/v1/models", "models")
+            data = body.get("data")
+            if not isinstance(data, list):
+                raise UpstreamError("The upstream's model list has no `data` array")
+            self._models = [item for item in data if isinstance(item, dict)]
+            self._models_expire_at = self._clock() + self._models_ttl
+            return self._models
+
+    async def health(self) -> dict[str, Any]:
+        """LiteLLM's liveness (no auth needed there); raises when the proxy is down."""
+        body = await self._get_json("/health/liveliness", "health")
+        return {"liveliness": body.get("status", body.get("liveliness", "alive"))}
+
+    # --- attempts ------------------------------------------------------------------------
+
+    def _headers(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        request_id = current_request_id()
+        if request_id:
+            headers["X-Request-ID"] = request_id
+        return headers
+
+    @contextmanager
+    def _attempt_metrics(self, model: str) -> Iterator[None]:
+        started = self._clock()
+        try:
+            yield
+        except BaseException as exc:
+            self._observe(model, _outcome(exc), started)
+            raise
+        self._observe(model, "success", started)
+
+    def _observe(self, model: str, outcome: str, started: float) -> None:
+        if self._metrics is not None:
+            self._metrics.upstream_latency.labels(model, outcome).observe(self._clock() - started)
+
+    async def _post_json(
+        self, path: str, payload: dict[str, Any], deadline: Deadline
+    ) -> UpstreamResult:
+        model = str(payload.get("model") or "")
+        content = orjson.dumps(payload)
+        attempts = 0
+        started = self._clock()
+
+        async def attempt() -> tuple[httpx.Response, dict[str, Any]]:
+            nonlocal attempts
+            attempts += 1
+            timeout = self._attempt_timeout(deadline, self._request_timeout, model)
+            with self._breakers.guard(model), self._attempt_metrics(model):
+                try:
+                    async with asyncio.timeout(timeout):
+                        response = await self._http.post(
+                            path, content=content, headers={**_JSON, **self._headers()}
+                        )
+                except (TimeoutError, httpx.HTTPError) as exc:
+                    raise error_for_transport(exc, model, timeout) from exc
+                return response, self._json_body(response, model)
+
+        response, body = await self._retry.run(
+            attempt, deadline=deadline, model=model, metrics=self._metrics
+        )
+        answered_by = body.get("model")
+        return UpstreamResult(
+            body=body,
+            model_used=answered_by if isinstance(answered_by, str) and answered_by else model,
+            model_id=response.headers.get("x-litellm-model-id"),
+            usage=Usage.from_body(body.get("usage")),
+            cost=parse_cost(response.headers.get("x-litellm-response-cost")),
+            attempts=attempts,
+            latency_ms=round((self._clock() - started) * 1000, 3),
+        )
+
+    async def _get_json(self, path: str, label: str) -> dict[str, Any]:
+        timeout = self._request_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                response = await self._http.get(path, headers=self._headers())
+        except (TimeoutError, httpx.HTTPError) as exc:
+            raise error_for_transport(exc, label, timeout) from exc
+        return self._json_body(response, label)
+
+    def _json_body(self, response: httpx.Response, model: str) -> dict[str, Any]:
+        if response.status_code >= 400:
+            raise error_for_response(response, model, self._wall_clock)
+        try:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(
+                f"The upstream answered HTTP {response.status_code} with a body that is not "
+                f"JSON: {upstream_message(response.content)[:200]}",
+                extra={"upstream_status": 502},
+            ) from exc
+        if not isinstance(body, dict):
+            return {"data": body} if isinstance(body, list) else {"status": body}
+        return body
+
+    def _attempt_timeout(self, deadline: Deadline, timeout: float, model: str) -> float:
+        capped = deadline.cap(timeout)
+        if capped <= 0:
+            raise UpstreamTimeout(
+                f"The request deadline of {deadline.seconds:g} s passed before model "
+                f"'{model}' answered"
+            )
+        return capped
+
+    async def _open_stream(
+        self, body: dict[str, Any], model: str, deadline: Deadline, attempt: int, started: float
+    ) -> UpstreamStream:
+        """One attempt: connect, check the status, read up to the first data event."""
+        timeout = self._attempt_timeout(deadline, self._first_token_timeout, model)
+        with self._breakers.guard(model), self._attempt_metrics(model):
+            request = self._http.build_request(
+                "POST",
+                "/v1/chat/completions",
+                content=orjson.dumps(body),
+                headers={**_JSON, **self._headers(), "Accept": "text/event-stream"},
+            )
+            response: httpx.Response | None = None
+            reader: SseEventReader | None = None
+            try:
+                async with asyncio.timeout(timeout):
+                    response = await self._http.send(request, stream=True)
+                    if response.status_code >= 400:
+                        await response.aread()
+                        raise error_for_response(response, model, self._wall_clock)
+                    reader = SseEventReader(response.aiter_bytes())
+                    transcript = StreamTranscript(requested_model=model)
+                    pending = await read_first_event(reader, transcript, model)
+            except BaseException as exc:
+                if reader is not None:
+                    await reader.aclose()
+                if response is not None:
+                    await response.aclose()
+                if isinstance(exc, TimeoutError | httpx.HTTPError):
+                    raise error_for_transport(exc, model, timeout) from exc
+                raise
+            return UpstreamStream(
+                response,
+                reader,
+                transcript,
+                pending,
+                idle_timeout=self._idle_timeout,
+                attempts=attempt,
+                first_event_ms=round((self._clock() - started) * 1000, 3),
+                clock=self._clock,
+            )
+
+
+def _outcome(exc: BaseException) -> str:
+    if isinstance(exc, GatewayError):
+        return failure_reason(exc)
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    return "error"

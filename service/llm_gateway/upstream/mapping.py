@@ -1,0 +1,150 @@
+"""How LiteLLM's answers and transport failures become the gateway's exception classes.
+
+LiteLLM speaks OpenAI's error shape (`{"error": {"message", "type", "code"}}`), sometimes with
+FastAPI's `{"detail": ...}` or a bare string around it; `upstream_message` digs the human
+message out of any of them so the caller sees the upstream's own words. No message built here
+ever contains request headers, so the API key cannot leak through an error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import orjson
+
+from llm_gateway.errors import (
+    GatewayError,
+    ModelNotFound,
+    UpstreamAuthError,
+    UpstreamBadRequest,
+    UpstreamError,
+    UpstreamRateLimited,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+
+_UNKNOWN_MODEL = re.compile(
+    r"invalid model name passed in model|model[_ ]not[_ ]found|"
+    r"model .{0,200}? (does not exist|not found)",
+    re.IGNORECASE,
+)
+_MESSAGE_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def from_body(cls, usage: Any) -> Usage | None:
+        if not isinstance(usage, dict):
+            return None
+        prompt = _as_int(usage.get("prompt_tokens"))
+        completion = _as_int(usage.get("completion_tokens"))
+        total = _as_int(usage.get("total_tokens"))
+        if total == 0 and (prompt or completion):
+            total = prompt + completion
+        return cls(prompt, completion, total)
+
+
+def _as_int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def upstream_message(content: bytes) -> str:
+    """The upstream's own error message, whatever envelope it came in."""
+    try:
+        body: Any = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        text = content.decode("utf-8", "replace").strip()
+        return text[:_MESSAGE_LIMIT] or "(empty body)"
+    for _ in range(4):  # {"detail": {"error": {"message": ...}}} and similar nestings
+        if isinstance(body, dict):
+            inner = body.get("error", body.get("detail", body.get("message")))
+            if inner is None:
+                break
+            body = inner
+        else:
+            break
+    if isinstance(body, dict):
+        return str(body)[:_MESSAGE_LIMIT]
+    return str(body)[:_MESSAGE_LIMIT]
+
+
+def parse_retry_after(value: str | None, now: Callable[[], float]) -> float | None:
+    """`Retry-After` as seconds from now: delta-seconds or an HTTP date (RFC 9110)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now())
+
+
+def parse_cost(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None  # LiteLLM writes "None" when it could not price the call
+
+
+def error_for_response(
+    response: httpx.Response, model: str, now: Callable[[], float]
+) -> GatewayError:
+    """The exception for an upstream answer with status >= 400 (its body already read)."""
+    status = response.status_code
+    message = upstream_message(response.content)
+    extra = {"upstream_status": status}
+    if status == 404 or (status in (400, 422) and _UNKNOWN_MODEL.search(message)):
+        return ModelNotFound(
+            f"Model '{model}' not found; GET /v1/models lists the models this gateway serves",
+            extra={"model": model},
+        )
+    if status in (400, 422):
+        return UpstreamBadRequest(message, extra=extra)
+    if status in (401, 403):
+        return UpstreamAuthError(extra=extra)
+    retry_after = parse_retry_after(response.headers.get("retry-after"), now)
+    if status == 429:
+        return UpstreamRateLimited(
+            f"The upstream for model '{model}' is rate limiting: {message}",
+            retry_after=retry_after,
+        )
+    if 400 <= status < 500:
+        return UpstreamBadRequest(message, extra=extra)
+    return UpstreamError(
+        f"The upstream for model '{model}' failed with HTTP {status}: {message}",
+        retry_after=retry_after if status == 503 else None,
+        extra=extra,
+    )
+
+
+def error_for_transport(exc: BaseException, model: str, timeout: float) -> GatewayError:
+    """The exception for an attempt that got no HTTP answer at all."""
+    if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
+        # The aiohttp transport reports resets and refused connections as these too.
+        return UpstreamUnavailable(
+            f"Could not reach the upstream for model '{model}' ({type(exc).__name__}: {exc}); "
+            "check that the LiteLLM proxy is running and LITELLM_BASE_URL is right"
+        )
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return UpstreamTimeout(
+            f"The upstream for model '{model}' did not answer within {timeout:.3g} s"
+        )
+    return UpstreamUnavailable(
+        f"The connection to the upstream for model '{model}' failed "
+        f"({type(exc).__name__}: {exc or 'no detail'})"
+    )

@@ -1,0 +1,141 @@
+"""An open upstream SSE stream, handed to the API layer after its first event arrived.
+
+By the time a caller holds an `UpstreamStream`, the breaker, the retries and the first-token
+deadline are behind it: the upstream answered 200 and sent a first data event. From here on a
+failure can no longer become an HTTP status (the client has the headers), so every problem is
+raised as `StreamInterrupted` saying what happened, and the API layer turns it into an in-band
+SSE error event. `aclose()` (called by `LiteLLMClient.stream_chat` on every exit path) releases
+the upstream connection, so a client that disconnects never leaks one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+
+from llm_gateway.errors import StreamInterrupted, UpstreamError
+from llm_gateway.upstream.mapping import Usage
+from llm_gateway.upstream.sse import MalformedEvent, SseEventReader, StreamTranscript
+
+
+class UpstreamStream:
+    def __init__(
+        self,
+        response: httpx.Response,
+        reader: SseEventReader,
+        transcript: StreamTranscript,
+        pending: list[bytes],
+        *,
+        idle_timeout: float,
+        attempts: int,
+        first_event_ms: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._response = response
+        self._reader = reader
+        self._pending = pending
+        self._idle_timeout = idle_timeout
+        self._clock = clock
+        self._closed = False
+        self.transcript = transcript
+        self.attempts = attempts
+        self.first_event_ms = first_event_ms
+        self.model_id = response.headers.get("x-litellm-model-id")
+
+    @property
+    def model_used(self) -> str:
+        return self.transcript.model_used
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.transcript.usage
+
+    @property
+    def text(self) -> str:
+        return self.transcript.text
+
+    @property
+    def completed(self) -> bool:
+        """True once `data: [DONE]` arrived: only then is the answer whole."""
+        return self.transcript.done
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[bytes]:
+        while self._pending:
+            yield self._pending.pop(0)
+        while not self.transcript.done:
+            raw = await self._next_event()
+            try:
+                kind = self.transcript.feed(raw)
+            except MalformedEvent as exc:
+                raise self._interrupted(f"the upstream sent a malformed event ({exc})") from exc
+            if kind == "error":
+                raise self._interrupted(
+                    f"the upstream reported an error mid-stream: {self.transcript.error_message}"
+                )
+            yield raw
+
+    async def _next_event(self) -> bytes:
+        try:
+            async with asyncio.timeout(self._idle_timeout):
+                raw = await self._reader.next_event()
+        except TimeoutError as exc:
+            raise self._interrupted(
+                f"the upstream sent nothing for {self._idle_timeout:g} s (stream idle timeout)"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise self._interrupted(
+                f"the upstream connection broke ({type(exc).__name__}: {exc or 'no detail'})"
+            ) from exc
+        if raw is None:
+            raise self._interrupted("the upstream ended the stream without data: [DONE]")
+        return raw
+
+    def _interrupted(self, what: str) -> StreamInterrupted:
+        return StreamInterrupted(
+            f"The answer from model '{self.model_used}' is incomplete: {what}, after "
+            f"{self.transcript.events} event(s)",
+            extra={"model": self.model_used, "events": self.transcript.events},
+        )
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._reader.aclose()
+        finally:
+            await self._response.aclose()
+
+
+async def read_first_event(
+    reader: SseEventReader, transcript: StreamTranscript, model: str
+) -> list[bytes]:
+    """Events up to and including the first data event (comments before it are kept)."""
+    pending: list[bytes] = []
+    while True:
+        raw = await reader.next_event()
+        if raw is None:
+            raise UpstreamError(
+                f"The upstream for model '{model}' ended the stream before its first event",
+                extra={"upstream_status": 502},
+            )
+        try:
+            kind = transcript.feed(raw)
+        except MalformedEvent as exc:
+            raise StreamInterrupted(
+                f"The upstream for model '{model}' sent a malformed first event ({exc})"
+            ) from exc
+        if kind == "error":
+            status = transcript.error_code
+            raise UpstreamError(
+                f"The upstream for model '{model}' failed: {transcript.error_message}",
+                extra={"upstream_status": int(status) if str(status).isdigit() else 502},
+            )
+        pending.append(raw)
+        if kind in ("data", "done"):
+            return pending

@@ -1,0 +1,127 @@
+"""Embedders: unit vectors; lexical rewordings close, meaning flips far; LiteLLM over HTTP."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import httpx
+import pytest
+
+from llm_gateway.cache.embedders import EmbeddingError, HashingEmbedder, LiteLLMEmbedder
+
+
+def cosine(a: list[float], b: list[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))
+
+
+@pytest.fixture(scope="module")
+def hashing() -> HashingEmbedder:
+    return HashingEmbedder()
+
+
+async def test_hashing_vectors_are_unit_length_and_deterministic(hashing: HashingEmbedder) -> None:
+    texts = ["How do I reset my password?", "", "!!!", "x" * 5000]
+    first = await hashing.embed(texts)
+    second = await HashingEmbedder().embed(texts)
+    assert first == second
+    for vector in first:
+        assert len(vector) == hashing.dimensions
+        assert math.isclose(math.sqrt(sum(v * v for v in vector)), 1.0, rel_tol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        pytest.param("How do I reset my password?", "how can I reset my password", id="reword"),
+        pytest.param(
+            "Turn on 2FA for my account",
+            "Enable two-factor authentication for my account",
+            id="phrasal",
+        ),
+        pytest.param("Why doesn't my build work?", "Why does my build not work?", id="contraction"),
+    ],
+)
+async def test_rewordings_that_share_vocabulary_score_high(
+    hashing: HashingEmbedder, a: str, b: str
+) -> None:
+    va, vb = await hashing.embed([a, b])
+    assert cosine(va, vb) >= 0.92
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        pytest.param("How do I enable 2FA?", "How do I disable 2FA?", id="enable-disable"),
+        pytest.param("Pancakes with eggs", "Pancakes without eggs", id="with-without"),
+        pytest.param("Is the API rate limited?", "Is the API not rate limited?", id="is-not"),
+        pytest.param("Add a user to the group", "Remove a user from the group", id="add-remove"),
+        pytest.param("Take it before meals", "Take it after meals", id="before-after"),
+        pytest.param("Sum of 3 and 5", "Sum of 3 and 6", id="number"),
+        pytest.param("Give me five ideas", "Give me ten ideas", id="number-word"),
+    ],
+)
+async def test_meaning_flips_score_low(hashing: HashingEmbedder, a: str, b: str) -> None:
+    va, vb = await hashing.embed([a, b])
+    assert cosine(va, vb) < 0.8
+
+
+def test_hashing_refuses_too_few_dimensions() -> None:
+    with pytest.raises(ValueError, match="dimensions"):
+        HashingEmbedder(dimensions=8)
+
+
+def embeddings_transport(
+    vectors: list[list[float]], seen: list[httpx.Request], status: int = 200
+) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        data = [{"index": i, "embedding": v} for i, v in reversed(list(enumerate(vectors)))]
+        return httpx.Response(status, json={"data": data, "model": "m"})
+
+    return httpx.MockTransport(handler)
+
+
+async def test_litellm_embedder_posts_the_texts_and_returns_ordered_unit_vectors() -> None:
+    seen: list[httpx.Request] = []
+    transport = embeddings_transport([[3.0, 4.0], [0.0, 2.0]], seen)
+    async with httpx.AsyncClient(transport=transport) as http:
+        embedder = LiteLLMEmbedder(
+            http, "http://litellm:4000/", "sk-test", "text-embedding-3-small"
+        )
+        vectors = await embedder.embed(["first", "second"])
+    assert vectors == [[0.6, 0.8], [0.0, 1.0]]
+    assert embedder.dimensions == 2
+    (request,) = seen
+    assert str(request.url) == "http://litellm:4000/v1/embeddings"
+    assert request.headers["authorization"] == "Bearer sk-test"
+    assert json.loads(request.content) == {
+        "model": "text-embedding-3-small",
+        "input": ["first", "second"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("vectors", "status", "dimensions", "message"),
+    [
+        pytest.param([[1.0, 0.0]], 500, None, "HTTP 500", id="server-error"),
+        pytest.param([], 200, None, "asked for 1", id="no-vectors"),
+        pytest.param([[0.0, 0.0]], 200, None, "zero", id="zero-vector"),
+        pytest.param([[1.0, 0.0, 0.0]], 200, 2, "expected 2", id="dimension-changed"),
+    ],
+)
+async def test_litellm_embedder_raises_on_bad_answers(
+    vectors: list[list[float]], status: int, dimensions: int | None, message: str
+) -> None:
+    transport = embeddings_transport(vectors, [], status)
+    async with httpx.AsyncClient(transport=transport) as http:
+        embedder = LiteLLMEmbedder(http, "http://l", None, "m", dimensions=dimensions)
+        with pytest.raises(EmbeddingError, match=message):
+            await embedder.embed(["text"])
+
+
+async def test_litellm_embedder_sends_no_authorization_without_a_key() -> None:
+    seen: list[httpx.Request] = []
+    async with httpx.AsyncClient(transport=embeddings_transport([[1.0]], seen)) as http:
+        await LiteLLMEmbedder(http, "http://l", None, "m").embed(["t"])
+    assert "authorization" not in seen[0].headers

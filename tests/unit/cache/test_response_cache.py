@@ -1,0 +1,225 @@
+"""ResponseCache against real qdrant-client local mode: tiers, scopes, expiry, slots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from llm_gateway.cache.embedders import HashingEmbedder
+from llm_gateway.cache.request import cache_scope
+from llm_gateway.observability.metrics import Metrics
+from tests.unit.cache.conftest import CacheFactory, FakeClock, answer, chat, lookups
+
+
+async def test_an_answer_is_an_exact_hit_after_it_is_stored(
+    make_cache: CacheFactory, metrics: Metrics, clock: FakeClock
+) -> None:
+    cache = await make_cache()
+    request = chat("What is the capital of France?")
+    assert await cache.lookup(request) is None
+    await cache.store(request, answer("Paris"))
+    clock.advance(12)
+    hit = await cache.lookup(request)
+    assert hit is not None
+    assert hit.tier == "exact"
+    assert hit.payload == answer("Paris")
+    assert hit.similarity == 1.0
+    assert hit.age_seconds == 12
+    assert lookups(metrics, "exact", "hit") == 1
+    assert lookups(metrics, "exact", "miss") == 1
+
+
+async def test_an_exact_hit_is_served_from_qdrant_when_the_lru_does_not_hold_it(
+    make_cache: CacheFactory, tmp_path: Path
+) -> None:
+    writer = await make_cache(lru_size=0)
+    request = chat("Explain the CAP theorem in simple terms.")
+    await writer.store(request, answer("Pick two."))
+    hit = await writer.lookup(request)
+    assert hit is not None
+    assert (hit.tier, hit.payload) == ("exact", answer("Pick two."))
+
+
+async def test_stored_answers_survive_a_restart_on_the_same_slot(make_cache: CacheFactory) -> None:
+    first = await make_cache()
+    request = chat("How do I reset my password?")
+    await first.store(request, answer("Use the reset link."))
+    await first.close()
+    second = await make_cache()
+    assert second.worker_slot == 0
+    hit = await second.lookup(request)
+    assert hit is not None
+    assert hit.payload == answer("Use the reset link.")
+
+
+async def test_a_served_payload_cannot_be_corrupted_by_the_caller(make_cache: CacheFactory) -> None:
+    cache = await make_cache()
+    request = chat("Give me a haiku")
+    await cache.store(request, answer("old pond"))
+    first = await cache.lookup(request)
+    assert first is not None
+    first.payload["choices"] = []
+    again = await cache.lookup(request)
+    assert again is not None
+    assert again.payload == answer("old pond")
+
+
+async def test_a_different_model_or_params_is_a_miss(make_cache: CacheFactory) -> None:
+    cache = await make_cache()
+    await cache.store(chat("What is 2 + 2?", temperature=0.0), answer("4"))
+    assert await cache.lookup(chat("What is 2 + 2?", temperature=0.9)) is None
+    assert await cache.lookup(chat("What is 2 + 2?", model="claude-3-haiku")) is None
+    assert await cache.lookup(chat("What is 2 + 2?", temperature=0.0, max_tokens=5)) is None
+    assert await cache.lookup(chat("What is 2 + 2?", temperature=0.0)) is not None
+
+
+async def test_under_user_scope_one_caller_never_gets_another_callers_answer(
+    make_cache: CacheFactory,
+) -> None:
+    cache = await make_cache()
+    alice, bob = cache_scope("user", "alice"), cache_scope("user", "bob")
+    await cache.store(chat("Summarize my account status", scope=alice), answer("alice's data"))
+    assert await cache.lookup(chat("Summarize my account status", scope=bob)) is None
+    assert await cache.lookup(chat("Summarize my account status please", scope=bob)) is None
+    own = await cache.lookup(chat("Summarize my account status", scope=alice))
+    assert own is not None
+    assert own.payload == answer("alice's data")
+
+
+async def test_under_shared_scope_every_caller_gets_the_same_answer(
+    make_cache: CacheFactory,
+) -> None:
+    cache = await make_cache()
+    await cache.store(
+        chat("Capital of Peru?", scope=cache_scope("shared", "alice")), answer("Lima")
+    )
+    hit = await cache.lookup(chat("Capital of Peru?", scope=cache_scope("shared", "bob")))
+    assert hit is not None
+    assert hit.payload == answer("Lima")
+
+
+async def test_a_paraphrase_above_the_threshold_is_a_semantic_hit(
+    make_cache: CacheFactory, metrics: Metrics
+) -> None:
+    cache = await make_cache()
+    await cache.store(chat("How do I reset my password?"), answer("Use the reset link."))
+    hit = await cache.lookup(chat("how can I reset my password"))
+    assert hit is not None
+    assert hit.tier == "semantic"
+    assert 0.92 <= hit.similarity <= 1.0
+    assert hit.payload == answer("Use the reset link.")
+    assert lookups(metrics, "semantic", "hit") == 1
+
+
+async def test_a_prompt_below_the_threshold_is_a_semantic_miss(
+    make_cache: CacheFactory, metrics: Metrics
+) -> None:
+    cache = await make_cache()
+    await cache.store(chat("How do I enable two-factor authentication?"), answer("Settings > 2FA"))
+    assert await cache.lookup(chat("How do I disable two-factor authentication?")) is None
+    assert await cache.lookup(chat("What is the capital of France?")) is None
+    assert lookups(metrics, "semantic", "miss") == 2
+
+
+async def test_a_paraphrase_under_another_system_prompt_is_a_miss(make_cache: CacheFactory) -> None:
+    cache = await make_cache()
+    await cache.store(
+        chat("How do I reset my password?", system="Answer in French."), answer("Oui")
+    )
+    assert await cache.lookup(chat("how can I reset my password", system="Be terse.")) is None
+    hit = await cache.lookup(chat("how can I reset my password", system="Answer in French."))
+    assert hit is not None
+    assert hit.tier == "semantic"
+
+
+async def test_the_semantic_tier_can_be_switched_off(make_cache: CacheFactory) -> None:
+    cache = await make_cache(semantic_enabled=False)
+    await cache.store(chat("How do I reset my password?"), answer("link"))
+    assert await cache.lookup(chat("how can I reset my password")) is None
+    assert await cache.lookup(chat("How do I reset my password?")) is not None
+
+
+async def test_answers_expire_after_the_ttl_in_both_tiers(
+    make_cache: CacheFactory, clock: FakeClock
+) -> None:
+    cache = await make_cache(ttl_seconds=60)
+    await cache.store(chat("How do I reset my password?"), answer("link"))
+    clock.advance(59)
+    assert await cache.lookup(chat("How do I reset my password?")) is not None
+    assert await cache.lookup(chat("how can I reset my password")) is not None
+    clock.advance(2)
+    assert await cache.lookup(chat("How do I reset my password?")) is None
+    assert await cache.lookup(chat("how can I reset my password")) is None
+
+
+async def test_an_expired_answer_in_qdrant_is_not_served_after_the_lru_forgets_it(
+    make_cache: CacheFactory, clock: FakeClock
+) -> None:
+    cache = await make_cache(ttl_seconds=60, lru_size=0)
+    await cache.store(chat("Ping?"), answer("Pong"))
+    clock.advance(61)
+    assert await cache.lookup(chat("Ping?")) is None
+
+
+async def test_purge_removes_expired_points_and_keeps_live_ones(
+    make_cache: CacheFactory, clock: FakeClock
+) -> None:
+    cache = await make_cache(ttl_seconds=100)
+    await cache.store(chat("old question"), answer("old"))
+    clock.advance(60)
+    await cache.store(chat("new question"), answer("new"))
+    clock.advance(50)
+    assert (await cache.health())["points"] == 2
+    assert await cache.purge_expired() == 1
+    assert (await cache.health())["points"] == 1
+    assert await cache.lookup(chat("new question")) is not None
+
+
+async def test_storing_the_same_request_again_overwrites_its_point(
+    make_cache: CacheFactory,
+) -> None:
+    cache = await make_cache(lru_size=0)
+    await cache.store(chat("Weather?"), answer("rain"))
+    await cache.store(chat("Weather?"), answer("sun"))
+    health = await cache.health()
+    assert health["points"] == 1
+    hit = await cache.lookup(chat("Weather?"))
+    assert hit is not None
+    assert hit.payload == answer("sun")
+
+
+async def test_two_caches_on_one_data_dir_get_their_own_worker_slots(
+    make_cache: CacheFactory, tmp_path: Path
+) -> None:
+    first = await make_cache()
+    second = await make_cache()
+    assert (first.worker_slot, second.worker_slot) == (0, 1)
+    assert (tmp_path / "qdrant" / "worker-0").is_dir()
+    assert (tmp_path / "qdrant" / "worker-1").is_dir()
+    await first.store(chat("only in worker 0"), answer("w0"))
+    assert await second.lookup(chat("only in worker 0")) is None
+
+
+async def test_health_reports_mode_collection_and_point_count(make_cache: CacheFactory) -> None:
+    cache = await make_cache()
+    await cache.store(chat("a question"), answer("an answer"))
+    health = await cache.health()
+    assert health["mode"] == "local"
+    assert health["collection"] == "test_cache"
+    assert health["points"] == 1
+    assert health["worker_slot"] == 0
+    assert health["dimensions"] == HashingEmbedder().dimensions
+
+
+async def test_a_collection_with_another_dimension_is_left_alone_and_a_suffixed_one_used(
+    make_cache: CacheFactory,
+) -> None:
+    first = await make_cache(embedder=HashingEmbedder(dimensions=256))
+    await first.store(chat("kept"), answer("256-d"))
+    await first.close()
+    second = await make_cache(embedder=HashingEmbedder(dimensions=512))
+    health = await second.health()
+    assert health["collection"] != "test_cache"
+    assert health["collection"].startswith("test_cache__")
+    assert health["points"] == 0
+    await second.store(chat("new"), answer("512-d"))
+    assert await second.lookup(chat("new")) is not None

@@ -1,0 +1,253 @@
+"""TraceTracker: records reach MLflow or the journal, replay sends them once, close is bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from llm_gateway.health import CheckFailed
+from llm_gateway.observability.metrics import Metrics
+from llm_gateway.tracking.journal import TraceJournal
+from llm_gateway.tracking.records import TraceRecord
+from llm_gateway.tracking.tracker import TraceTracker
+from tests.support.logs import capture_json_logs
+from tests.unit.tracking.fakes import FakeExporter, eventually, make_record, traces_count
+
+
+async def sleep_forever(_: float) -> None:
+    await asyncio.Event().wait()
+
+
+def journaled_records(directory: Path) -> list[TraceRecord]:
+    """What a fresh worker would replay from the directory (the tracker's journal is closed)."""
+    reader = TraceJournal(directory, 10**6, 5)
+    records = [r for claim in reader.claim() for r in claim.records]
+    reader.close()
+    return records
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+def exporter() -> FakeExporter:
+    return FakeExporter()
+
+
+@pytest.fixture
+def build(tmp_path: Path, metrics: Metrics) -> Callable[..., TraceTracker]:
+    def _build(exporter: FakeExporter | None, queue_size: int = 100) -> TraceTracker:
+        journal = TraceJournal(tmp_path, max_bytes=10**6, max_files=5, metrics=metrics)
+        return TraceTracker(
+            exporter,
+            journal,
+            metrics,
+            queue_size=queue_size,
+            replay_interval=15,
+            batch_size=4,
+            sleep=sleep_forever,  # replay runs only when a test calls replay_once()
+        )
+
+    return _build
+
+
+@pytest.fixture
+async def tracker(
+    build: Callable[..., TraceTracker], exporter: FakeExporter
+) -> AsyncIterator[TraceTracker]:
+    tracker = build(exporter)
+    await tracker.start()
+    yield tracker
+    if exporter.hang is not None:
+        exporter.hang.set()
+    await tracker.close(timeout=1)
+
+
+async def test_recorded_traces_are_exported_in_batches(
+    tracker: TraceTracker, exporter: FakeExporter, metrics: Metrics, tmp_path: Path
+) -> None:
+    records = [make_record(n) for n in range(10)]
+    for rec in records:
+        tracker.record(rec)
+
+    await eventually(lambda: len(exporter.received) == 10)
+    assert exporter.received == records
+    assert max(exporter.batches) <= 4
+    assert traces_count(metrics, "exported") == 10
+    assert traces_count(metrics, "journaled") == 0
+
+
+async def test_a_failed_export_journals_the_batch_and_warns_once_per_outage(
+    tracker: TraceTracker, exporter: FakeExporter, metrics: Metrics, tmp_path: Path
+) -> None:
+    exporter.failing = True
+    with capture_json_logs() as logs:
+        for n in range(3):
+            tracker.record(make_record(n))
+            await eventually(lambda n=n: traces_count(metrics, "journaled") == n + 1)
+
+    (warning,) = logs.events("trace_export_failed")
+    assert warning["level"] == "WARNING"
+    assert warning["error_type"] == "DependencyUnavailable"
+    assert exporter.received == []
+    health = await tracker.health()
+    assert health["mlflow_reachable"] is False
+    assert health["journal_backlog"]["files"] == 1
+
+
+async def test_a_full_queue_spills_to_the_journal_instead_of_dropping(
+    build: Callable[..., TraceTracker], exporter: FakeExporter, metrics: Metrics, tmp_path: Path
+) -> None:
+    tracker = build(exporter, queue_size=2)  # not started: nothing drains the queue
+    records = [make_record(n) for n in range(5)]
+    for rec in records:
+        tracker.record(rec)
+
+    assert traces_count(metrics, "journaled") == 3
+    await tracker.close(timeout=1)
+    assert exporter.received == records[:2]
+    assert journaled_records(tmp_path) == records[2:]
+    assert traces_count(metrics, "dropped") == 0
+
+
+async def test_replay_after_recovery_sends_everything_once_and_empties_the_journal(
+    tracker: TraceTracker, exporter: FakeExporter, metrics: Metrics
+) -> None:
+    exporter.failing = True
+    records = [make_record(n) for n in range(9)]
+    for rec in records:
+        tracker.record(rec)
+    await eventually(lambda: traces_count(metrics, "journaled") == 9)
+
+    assert await tracker.replay_once() == 0  # still down: nothing claimed
+    exporter.failing = False
+    with capture_json_logs() as logs:
+        assert await tracker.replay_once() == 9
+        assert await tracker.replay_once() == 0
+
+    assert sorted(r.record_id for r in exporter.received) == sorted(r.record_id for r in records)
+    assert traces_count(metrics, "replayed") == 9
+    (event,) = logs.events("trace_journal_replayed")
+    assert event["replayed"] == 9
+    assert event["left_in_journal"] == 0
+    assert logs.events("trace_export_recovered")
+    assert (await tracker.health())["journal_backlog"] == {"files": 0, "bytes": 0}
+    # MLflow is marked up again: new records go straight out.
+    tracker.record(make_record(100))
+    await eventually(lambda: len(exporter.received) == 10)
+
+
+async def test_an_outage_during_replay_keeps_the_unsent_records_for_the_next_round(
+    tracker: TraceTracker, exporter: FakeExporter, metrics: Metrics
+) -> None:
+    exporter.failing = True
+    records = [make_record(n) for n in range(10)]
+    for rec in records:
+        tracker.record(rec)
+    await eventually(lambda: traces_count(metrics, "journaled") == 10)
+
+    exporter.failing = False
+    exporter.fail_after = 4  # accepts one batch of 4, then fails
+    assert await tracker.replay_once() == 4
+    exporter.fail_after = None
+    assert await tracker.replay_once() == 6
+
+    assert sorted(r.record_id for r in exporter.received) == sorted(r.record_id for r in records)
+
+
+async def test_close_with_a_hanging_exporter_returns_within_its_timeout_and_journals_the_rest(
+    tracker: TraceTracker, exporter: FakeExporter, tmp_path: Path
+) -> None:
+    exporter.hang = threading.Event()
+    records = [make_record(n) for n in range(6)]
+    for rec in records:
+        tracker.record(rec)
+    await asyncio.sleep(0.05)  # the first batch is now stuck in the exporter
+
+    started = time.monotonic()
+    with capture_json_logs() as logs:
+        await tracker.close(timeout=0.3)
+    elapsed = time.monotonic() - started
+    exporter.hang.set()
+
+    assert elapsed < 1.0
+    assert {r.record_id for r in journaled_records(tmp_path)} == {r.record_id for r in records}
+    (flushed,) = logs.events("traces_flushed")
+    assert flushed["journaled"] == 6
+    assert flushed["exported"] == 0
+    assert exporter.closed
+
+
+async def test_close_exports_what_is_queued_when_mlflow_answers(
+    build: Callable[..., TraceTracker], exporter: FakeExporter, tmp_path: Path
+) -> None:
+    tracker = build(exporter)
+    records = [make_record(n) for n in range(7)]
+    for rec in records:
+        tracker.record(rec)
+
+    with capture_json_logs() as logs:
+        await tracker.close(timeout=2)
+
+    assert exporter.received == records
+    assert logs.events("traces_flushed")[0]["exported"] == 7
+    assert journaled_records(tmp_path) == []
+
+
+async def test_without_mlflow_every_record_goes_to_the_journal(
+    build: Callable[..., TraceTracker], metrics: Metrics, tmp_path: Path
+) -> None:
+    tracker = build(None)
+    await tracker.start()
+    records = [make_record(n) for n in range(3)]
+    for rec in records:
+        tracker.record(rec)
+    await eventually(lambda: traces_count(metrics, "journaled") == 3)
+
+    health = await tracker.health()
+    details = await tracker.check()
+    await tracker.close(timeout=1)
+
+    assert health["mlflow_configured"] is False
+    assert details["mlflow_reachable"] is None
+    assert journaled_records(tmp_path) == records
+
+
+async def test_the_health_check_fails_while_mlflow_is_unreachable(
+    tracker: TraceTracker, exporter: FakeExporter
+) -> None:
+    assert (await tracker.check())["mlflow_reachable"] is True
+    exporter.healthy = False
+    with pytest.raises(CheckFailed) as failure:
+        await tracker.check()
+    assert failure.value.details["queue_depth"] == 0
+
+
+async def test_the_replay_task_runs_every_replay_interval(
+    tmp_path: Path, exporter: FakeExporter, metrics: Metrics
+) -> None:
+    slept: list[float] = []
+    two_rounds = asyncio.Event()
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if len(slept) > 2:
+            two_rounds.set()
+            await asyncio.Event().wait()
+
+    journal = TraceJournal(tmp_path, 10**6, 5, metrics)
+    journal.append([make_record(1), make_record(2)])  # left from an earlier outage
+    tracker = TraceTracker(exporter, journal, metrics, 10, replay_interval=7.5, sleep=fake_sleep)
+    await tracker.start()
+    await asyncio.wait_for(two_rounds.wait(), timeout=3)
+    await tracker.close(timeout=1)
+
+    assert slept == [7.5, 7.5, 7.5]
+    assert [r.request_id for r in exporter.received] == ["req-1", "req-2"]
