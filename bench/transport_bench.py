@@ -27,7 +27,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 
-from llm_gateway.upstream.http import TransportKind, build_upstream_http_client  # noqa: E402
+from llm_gateway.upstream.http import TransportKind, build_upstream_http_client
 
 REQUEST_BODY = {
     "model": "bench-model",

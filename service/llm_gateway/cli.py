@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from llm_gateway.preflight import check_runtime_configuration
 from llm_gateway.settings import ConfigurationError, Settings, load_settings
 
 EXIT_CONFIG_ERROR = 2
@@ -25,7 +26,9 @@ GUNICORN_CONF = "python:llm_gateway.gunicorn_conf"
 
 def _load_or_exit() -> Settings:
     try:
-        return load_settings()
+        settings = load_settings()
+        check_runtime_configuration(settings)
+        return settings
     except ConfigurationError as exc:
         for line in exc.lines():
             sys.stderr.write(line + "\n")

@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from llm_gateway.observability.logging import configure_logging, logging_config
+from llm_gateway.preflight import check_runtime_configuration
 from llm_gateway.settings import ConfigurationError, development_secret, load_settings
 
 try:
     _settings = load_settings()
+    check_runtime_configuration(_settings)
 except ConfigurationError as _error:
     for _line in _error.lines():
         sys.stderr.write(_line + "\n")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -24,6 +25,7 @@ from llm_gateway.settings import ConfigurationError
 REQUIRED_CLAIMS = ("sub", "role", "iat", "nbf", "exp", "iss", "aud")
 # Clocks of separate pods drift a little; a token minted a second "in the future" is fine.
 CLOCK_LEEWAY_SECONDS = 5.0
+VERIFIED_CACHE_SIZE = 4096
 MIN_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 
 
@@ -42,6 +44,7 @@ class TokenService:
         audience: str,
         expires_seconds: int,
         clock: Callable[[], float] = time.time,
+        verified_cache_size: int = VERIFIED_CACHE_SIZE,
     ) -> None:
         if algorithm not in MIN_KEY_BYTES:
             # The secret is a shared HMAC key; an asymmetric algorithm here would be a misconfig.
@@ -61,6 +64,11 @@ class TokenService:
         self._audience = audience
         self._expires_seconds = expires_seconds
         self._clock = clock
+        # Callers resend the same token on every request; PyJWT's decode costs ~100 us of
+        # parsing per call. A token whose exact bytes already verified only needs its expiry
+        # re-checked. Bounded LRU; per worker.
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._verified_cache_size = verified_cache_size
 
     @property
     def algorithm(self) -> str:
@@ -82,6 +90,14 @@ class TokenService:
 
     def verify(self, token: str) -> Principal:
         """The principal the token names, or AuthenticationFailed saying what is wrong with it."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, expires_at = cached
+            if expires_at <= self._clock() - CLOCK_LEEWAY_SECONDS:
+                del self._verified[token]
+                raise AuthenticationFailed("Token expired; log in again")
+            self._verified.move_to_end(token)
+            return principal
         claims = self._decode(token)
         self._check_times(claims)
         subject = claims["sub"]
@@ -90,7 +106,11 @@ class TokenService:
             raise AuthenticationFailed("Token subject is invalid; log in again")
         if role not in ROLES:
             raise AuthenticationFailed("Token role is not recognised; log in again")
-        return Principal(subject=subject, role=cast(Role, role), kind="user")
+        principal = Principal(subject=subject, role=cast(Role, role), kind="user")
+        self._verified[token] = (principal, float(claims["exp"]))
+        if len(self._verified) > self._verified_cache_size:
+            self._verified.popitem(last=False)
+        return principal
 
     def _decode(self, token: str) -> dict[str, Any]:
         try:

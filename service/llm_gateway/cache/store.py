@@ -7,24 +7,36 @@ the semantic tier, and its payload carries what a match must agree on::
     scope, model, params_fingerprint, context_fingerprint, key, created_at, expires_at, payload
 
 Local mode (no QDRANT_URL) embeds Qdrant in the process under a worker slot folder (slots.py);
-with QDRANT_URL the client talks to a server shared by every worker and pod. If the collection
+with QDRANT_URL an AsyncQdrantClient talks to a server shared by every worker and pod.
+
+Local mode is synchronous work under an async skin: every upsert commits (fsyncs) SQLite, ~25 ms
+here, and a filtered search checks each point's payload in Python. Run on the event loop, that
+would stall every request the worker serves. So in local mode the synchronous QdrantClient runs
+on one dedicated thread (one thread: local mode is not thread-safe; calls queue in order), and
+semantic search first scans unfiltered with the score threshold: when fewer than `_SCAN_LIMIT`
+points clear the threshold, every candidate has been seen and filtering them here is exact;
+otherwise it falls back to the filtered query. If the collection
 exists with another vector size or distance (the embedder changed), a collection suffixed with
 the embedder's name is used instead, so a config change never crashes the boot or mixes vectors.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qdrant_client import AsyncQdrantClient, models
+from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
 log = logging.getLogger(__name__)
 
 _KEYWORD_FIELDS = ("scope", "model", "params_fingerprint", "context_fingerprint")
+_SCAN_LIMIT = 32
 
 
 @dataclass(frozen=True)
@@ -96,7 +108,9 @@ class QdrantStore:
         self._embedder_name = embedder_name
         self.dimensions = dimensions
         self.collection = collection
-        self._client: AsyncQdrantClient | None = None
+        self._remote: AsyncQdrantClient | None = None
+        self._local: QdrantClient | None = None
+        self._thread: ThreadPoolExecutor | None = None
 
     @property
     def mode(self) -> str:
@@ -104,31 +118,48 @@ class QdrantStore:
 
     async def open(self) -> None:
         if self._url:
-            self._client = AsyncQdrantClient(
+            self._remote = AsyncQdrantClient(
                 url=self._url,
                 api_key=self._api_key,
                 timeout=max(1, round(self._timeout)),
                 check_compatibility=False,  # a version probe would be I/O outside open()
             )
         else:
-            # Local mode loads its folder and takes its lock here (blocking, once, at startup).
-            self._client = AsyncQdrantClient(path=str(self._local_path))
+            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qdrant-local")
+            # Loads the folder and takes its lock, on the thread that will make every call.
+            self._local = await self._in_thread(QdrantClient, path=str(self._local_path))
         await self._ensure_collection()
 
     async def close(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.close()
+        remote, self._remote = self._remote, None
+        local, self._local = self._local, None
+        thread, self._thread = self._thread, None
+        if remote is not None:
+            await remote.close()
+        if thread is not None:
+            try:
+                if local is not None:
+                    await asyncio.get_running_loop().run_in_executor(thread, local.close)
+            finally:
+                thread.shutdown(wait=True)
 
-    @property
-    def client(self) -> AsyncQdrantClient:
-        if self._client is None:
+    async def _in_thread(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._thread is None:
             raise RuntimeError("QdrantStore is not open")
-        return self._client
+        call = functools.partial(fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """One client call: awaited on the server client, or queued on the local thread."""
+        if self._remote is not None:
+            return await getattr(self._remote, method)(*args, **kwargs)
+        if self._local is None:
+            raise RuntimeError("QdrantStore is not open")
+        return await self._in_thread(getattr(self._local, method), *args, **kwargs)
 
     async def _ensure_collection(self) -> None:
         name = self._wanted_collection
-        if await self.client.collection_exists(name) and not await self._fits(name):
+        if await self._call("collection_exists", name) and not await self._fits(name):
             suffix = re.sub(r"[^A-Za-z0-9_]+", "_", self._embedder_name)
             fallback = f"{name}__{suffix}_{self.dimensions}"
             log.warning(
@@ -136,8 +167,9 @@ class QdrantStore:
                 extra={"collection": name, "using": fallback, "dimensions": self.dimensions},
             )
             name = fallback
-        if not await self.client.collection_exists(name):
-            await self.client.create_collection(
+        if not await self._call("collection_exists", name):
+            await self._call(
+                "create_collection",
                 name,
                 vectors_config=models.VectorParams(
                     size=self.dimensions, distance=models.Distance.COSINE
@@ -146,27 +178,27 @@ class QdrantStore:
             if self.mode == "server":
                 # Indexes make the filtered search cheap on a server; local mode has none.
                 for field in _KEYWORD_FIELDS:
-                    await self.client.create_payload_index(
-                        name, field, models.PayloadSchemaType.KEYWORD
+                    await self._call(
+                        "create_payload_index", name, field, models.PayloadSchemaType.KEYWORD
                     )
-                await self.client.create_payload_index(
-                    name, "expires_at", models.PayloadSchemaType.FLOAT
+                await self._call(
+                    "create_payload_index", name, "expires_at", models.PayloadSchemaType.FLOAT
                 )
             log.info("cache_collection_created", extra={"collection": name, "mode": self.mode})
         self.collection = name
 
     async def _fits(self, name: str) -> bool:
-        info = await self.client.get_collection(name)
+        info = await self._call("get_collection", name)
         vectors = info.config.params.vectors
-        return (
+        return bool(
             isinstance(vectors, models.VectorParams)
             and vectors.size == self.dimensions
             and vectors.distance == models.Distance.COSINE
         )
 
     async def get(self, point_id: str) -> StoredAnswer | None:
-        points = await self.client.retrieve(
-            self.collection, ids=[point_id], with_payload=True, with_vectors=False
+        points = await self._call(
+            "retrieve", self.collection, ids=[point_id], with_payload=True, with_vectors=False
         )
         return _stored(points[0].payload) if points else None
 
@@ -182,16 +214,39 @@ class QdrantStore:
         threshold: float,
     ) -> tuple[StoredAnswer, float] | None:
         """The most similar live answer with the same scope, model, params and context."""
+        wanted = {
+            "scope": scope,
+            "model": model,
+            "params_fingerprint": params_fingerprint,
+            "context_fingerprint": context_fingerprint,
+        }
+        if self._local is not None:
+            result = await self._call(
+                "query_points",
+                self.collection,
+                query=vector,
+                limit=_SCAN_LIMIT,
+                score_threshold=threshold,
+                with_payload=True,
+            )
+            for point in result.points:
+                payload = point.payload or {}
+                if payload.get("expires_at", 0) > now and all(
+                    payload.get(field) == value for field, value in wanted.items()
+                ):
+                    stored = _stored(payload)
+                    if stored is not None:
+                        return stored, float(point.score)
+            if len(result.points) < _SCAN_LIMIT:
+                return None  # every point above the threshold was seen: the miss is exact
         query_filter = models.Filter(
             must=[
-                _match("scope", scope),
-                _match("model", model),
-                _match("params_fingerprint", params_fingerprint),
-                _match("context_fingerprint", context_fingerprint),
+                *(_match(field, value) for field, value in wanted.items()),
                 models.FieldCondition(key="expires_at", range=models.Range(gt=now)),
             ]
         )
-        result = await self.client.query_points(
+        result = await self._call(
+            "query_points",
             self.collection,
             query=vector,
             query_filter=query_filter,
@@ -206,7 +261,8 @@ class QdrantStore:
         return None
 
     async def upsert(self, point_id: str, vector: list[float], record: AnswerRecord) -> None:
-        await self.client.upsert(
+        await self._call(
+            "upsert",
             self.collection,
             points=[models.PointStruct(id=point_id, vector=vector, payload=record.as_payload())],
         )
@@ -217,15 +273,16 @@ class QdrantStore:
         )
 
     async def purge_expired(self, now: float) -> int:
-        expired = await self.client.count(
-            self.collection, count_filter=self._expired_filter(now), exact=True
+        expired = await self._call(
+            "count", self.collection, count_filter=self._expired_filter(now), exact=True
         )
         if expired.count:
-            await self.client.delete(
+            await self._call(
+                "delete",
                 self.collection,
                 points_selector=models.FilterSelector(filter=self._expired_filter(now)),
             )
-        return expired.count
+        return int(expired.count)
 
     async def count(self) -> int:
-        return (await self.client.count(self.collection, exact=True)).count
+        return int((await self._call("count", self.collection, exact=True)).count)

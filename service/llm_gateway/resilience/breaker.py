@@ -136,10 +136,7 @@ class CircuitBreakerRegistry:
     def _admit(self, model: str) -> bool:
         """True when this attempt is the half-open probe; raises CircuitOpen when refused."""
         breaker = self._breakers.get(model)
-        if breaker is None:
-            breaker = self._breakers[model] = _Breaker()
-            self._publish_state(model, breaker.state)
-        if breaker.state == "closed":
+        if breaker is None or breaker.state == "closed":
             return False
         if breaker.state == "open":
             if self.retry_after(model) > 0:
@@ -151,7 +148,14 @@ class CircuitBreakerRegistry:
         return True
 
     def _settle(self, model: str, is_probe: bool, verdict: Verdict) -> None:
-        breaker = self._breakers[model]
+        breaker = self._breakers.get(model)
+        if breaker is None:
+            if verdict != "failure":
+                return
+            # Entries (and metric labels) exist only for models that failed at least once:
+            # model names come from callers, and unknown ones end in a 400 that never gets here.
+            breaker = self._breakers[model] = _Breaker()
+            self._publish_state(model, breaker.state)
         if is_probe:
             breaker.probe_in_flight = False
         if verdict == "neutral":

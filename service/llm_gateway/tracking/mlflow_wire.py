@@ -145,13 +145,16 @@ def otlp_request_body(records: list[TraceRecord]) -> bytes:
     request = ExportTraceServiceRequest()
     scope_spans = request.resource_spans.add().scope_spans.add()
     scope_spans.spans.extend(build_span(record).to_otel_proto() for record in records)
-    return request.SerializeToString()
+    body: bytes = request.SerializeToString()
+    return body
 
 
 def start_trace_body(record: TraceRecord, experiment_id: str) -> bytes:
     """The StartTraceV3 JSON body: trace info, tags and metadata (spans went by OTLP)."""
     trace = Trace(info=build_trace_info(record, experiment_id), data=TraceData(spans=[]))
-    return message_to_json(StartTraceV3(trace=trace.to_proto())).encode()  # type: ignore[no-untyped-call]
+    proto = trace.to_proto()  # type: ignore[no-untyped-call]
+    body: str = message_to_json(StartTraceV3(trace=proto))
+    return body.encode()
 
 
 __all__ = ["build_span", "build_trace_info", "otlp_request_body", "start_trace_body"]

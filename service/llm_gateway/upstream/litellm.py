@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import orjson
 
-from llm_gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
+from llm_gateway.errors import GatewayError, ModelNotFound, UpstreamError, UpstreamTimeout
 from llm_gateway.observability.context import current_request_id
 from llm_gateway.observability.metrics import Metrics
 from llm_gateway.resilience.breaker import CircuitBreakerRegistry
@@ -39,6 +39,7 @@ from llm_gateway.upstream.sse import SseEventReader, StreamTranscript
 from llm_gateway.upstream.stream import UpstreamStream, read_first_event
 
 _JSON = {"Content-Type": "application/json"}
+UNKNOWN_MODEL_LABEL = "(unknown)"
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,9 @@ class LiteLLMClient:
         try:
             yield
         except BaseException as exc:
-            self._observe(model, _outcome(exc), started)
+            # Callers pick model names: an unknown one must not mint a metric label.
+            label = UNKNOWN_MODEL_LABEL if isinstance(exc, ModelNotFound) else model
+            self._observe(label, _outcome(exc), started)
             raise
         self._observe(model, "success", started)
 

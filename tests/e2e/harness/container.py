@@ -69,6 +69,7 @@ class PodContainer:
     name: str = ""
     host_ports: dict[int, int] = field(default_factory=dict)  # containerPort -> host port
     events: list[Event] = field(default_factory=list)
+    paused: bool = False
     _volumes_created: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -152,18 +153,40 @@ class PodContainer:
     async def exec(self, command: Sequence[str], timeout: float = 60) -> CommandResult:
         return await docker("exec", self.name, *command, check=False, timeout=timeout)
 
+    async def signal_process(self, pid: int, signal: str) -> CommandResult:
+        """Signal one process inside the container (e.g. SIGSTOP a worker: a hung worker)."""
+        # The shell's builtin `kill`: minimal bases have no /bin/kill (procps).
+        return await self.exec(["sh", "-c", f"kill -{signal} {int(pid)}"])
+
+    async def processes(self) -> dict[int, str]:
+        """pid -> command line of every process in the container (read from /proc)."""
+        script = "for p in /proc/[0-9]*; do echo ${p#/proc/} $(tr '\\0' ' ' < $p/cmdline); done"
+        result = await self.exec(["sh", "-c", script])
+        table: dict[int, str] = {}
+        for line in result.stdout.splitlines():
+            pid, _, cmdline = line.partition(" ")
+            if pid.isdigit() and cmdline.strip():
+                table[int(pid)] = cmdline.strip()
+        return table
+
     async def kill(self, signal: str) -> None:
         """Signal PID 1 (`TERM`, `KILL`, `STOP`, `CONT`, ...)."""
         await docker("kill", "-s", signal, self.name, check=False)
+        if signal == "KILL" and self.paused:
+            # A frozen cgroup only dies once thawed.
+            await docker("unpause", self.name, check=False)
+            self.paused = False
         self.record(f"signal_{signal}")
 
     async def pause(self) -> None:
         """Freeze every process of the container (cgroup freezer): a hung pod."""
         await docker("pause", self.name)
+        self.paused = True
         self.record("paused")
 
     async def unpause(self) -> None:
         await docker("unpause", self.name)
+        self.paused = False
         self.record("unpaused")
 
     async def running(self) -> bool:
@@ -184,8 +207,16 @@ class PodContainer:
         return int(result.stdout.strip())
 
     async def logs(self) -> str:
-        result = await docker("logs", self.name, check=False)
-        return result.stdout + result.stderr
+        """stdout and stderr interleaved, in the order the container wrote them."""
+        process = await asyncio.create_subprocess_exec(
+            "docker",
+            "logs",
+            self.name,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await process.communicate()
+        return out.decode()
 
     async def remove(self) -> None:
         await docker("rm", "-f", "-v", self.name, check=False)

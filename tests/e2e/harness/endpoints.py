@@ -163,7 +163,7 @@ class ServiceProxy:
                     await response.write(chunk)
                 await response.write_eof()
                 return response
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             self.stats.upstream_errors += 1
             if response is None:
                 return web.Response(status=502, text=f"upstream {pod} failed")

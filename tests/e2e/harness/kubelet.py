@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -108,6 +108,7 @@ class Kubelet:
         self.restarts = 0
         self.container_started_at = clock()
         self.terminations: list[TerminationRecord] = []
+        self.loop_failures: list[BaseException] = []
         self._ready_changed = asyncio.Event()
         self._lifecycle_tasks: set[asyncio.Task[None]] = set()  # startup, liveness
         self._readiness_task: asyncio.Task[None] | None = None
@@ -125,17 +126,43 @@ class Kubelet:
         self._spawn(self._startup_loop())
 
     async def wait_ready(self, timeout: float) -> float:
-        """Seconds from the latest container start until Ready; TimeoutError otherwise."""
-        async with asyncio.timeout(timeout):
-            while not self.ready:
-                self._ready_changed.clear()
-                await self._ready_changed.wait()
+        """Seconds from the latest container start until Ready.
+
+        Raises AssertionError naming what happened (events, a crashed probe loop) on timeout.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                while not self.ready:
+                    self._raise_loop_failure()
+                    self._ready_changed.clear()
+                    await self._ready_changed.wait()
+        except TimeoutError:
+            self._raise_loop_failure()
+            events = [(e.name, round(e.at - self.container_started_at, 2)) for e in self._events()]
+            raise AssertionError(
+                f"pod {self.pod} not Ready within {timeout}s; events: {events}"
+            ) from None
         return self._clock() - self.container_started_at
 
-    def _spawn(self, coroutine: Awaitable[None]) -> None:
+    def _events(self) -> list[Any]:
+        return list(getattr(self.runtime, "events", []))
+
+    def _raise_loop_failure(self) -> None:
+        if self.loop_failures:
+            raise AssertionError(f"a probe loop of {self.pod} crashed") from self.loop_failures[0]
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coroutine)
         self._lifecycle_tasks.add(task)
         task.add_done_callback(self._lifecycle_tasks.discard)
+        task.add_done_callback(self._keep_failure)
+        return task
+
+    def _keep_failure(self, task: asyncio.Task[None]) -> None:
+        # A crashed loop would otherwise vanish silently and look like a pod that never gets Ready.
+        if not task.cancelled() and task.exception() is not None:
+            self.loop_failures.append(task.exception())  # type: ignore[arg-type]
+            self._ready_changed.set()
 
     async def _probe(self, probe: HttpProbe) -> bool:
         url = self.runtime.url(probe.port, probe.path)
@@ -176,6 +203,7 @@ class Kubelet:
             self._readiness_task = asyncio.ensure_future(
                 self._readiness_loop(self.spec.readiness_probe)
             )
+            self._readiness_task.add_done_callback(self._keep_failure)
 
     async def _liveness_loop(self, probe: HttpProbe) -> None:
         await self._sleep(probe.initial_delay_seconds)
@@ -241,7 +269,7 @@ class Kubelet:
         self._spawn(self._startup_loop())
 
     async def terminate(self, grace_period: float | None = None) -> TerminationRecord:
-        """Delete the pod: endpoints removal (delayed), preStop, SIGTERM, SIGKILL at the deadline."""
+        """Delete the pod: endpoints removal (delayed), preStop, SIGTERM, SIGKILL at deadline."""
         grace = self.spec.termination_grace_period_seconds if grace_period is None else grace_period
         record = TerminationRecord(requested_at=self.runtime.record("terminating"))
         self.terminating = True

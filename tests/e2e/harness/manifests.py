@@ -51,7 +51,9 @@ def render_chart(
     if result.returncode != 0:
         raise RuntimeError(f"helm template failed:\n{result.stderr}")
     values_note = " ".join(f"-f {v.relative_to(REPO_ROOT)}" for v in values_files)
-    return RenderedManifests(load_manifests(result.stdout), f"chart: {chart_dir.name} {values_note}")
+    return RenderedManifests(
+        load_manifests(result.stdout), f"chart: {chart_dir.name} {values_note}"
+    )
 
 
 def fixture_manifests(path: Path = FIXTURE) -> RenderedManifests:

@@ -118,9 +118,7 @@ def _expand(value: str, env: Mapping[str, str]) -> str:
     return _VAR_REF.sub(lambda m: env.get(m.group(1), m.group(0)), value)
 
 
-def _resolve_env(
-    container: Manifest, documents: list[Manifest], pod_name: str
-) -> dict[str, str]:
+def _resolve_env(container: Manifest, documents: list[Manifest], pod_name: str) -> dict[str, str]:
     env: dict[str, str] = {}
     # envFrom first; explicit `env` entries override it, as in Kubernetes.
     for source in container.get("envFrom") or []:
@@ -200,8 +198,13 @@ def _volume(raw: Manifest, documents: list[Manifest]) -> Volume:
     name = raw["name"]
     if "emptyDir" in raw:
         empty = raw["emptyDir"] or {}
-        return Volume(name, "emptyDir", medium=empty.get("medium", ""), size_limit=empty.get("sizeLimit"))
-    for kind, key, ref_name in (("ConfigMap", "configMap", "name"), ("Secret", "secret", "secretName")):
+        return Volume(
+            name, "emptyDir", medium=empty.get("medium", ""), size_limit=empty.get("sizeLimit")
+        )
+    for kind, key, ref_name in (
+        ("ConfigMap", "configMap", "name"),
+        ("Secret", "secret", "secretName"),
+    ):
         if key in raw:
             source = raw[key]
             data = _config_data(documents, kind, source[ref_name])
@@ -209,7 +212,9 @@ def _volume(raw: Manifest, documents: list[Manifest]) -> Volume:
                 data = {item["path"]: data[item["key"]] for item in source["items"]}
             return Volume(name, key, files=data)  # type: ignore[arg-type]
     if "persistentVolumeClaim" in raw:
-        return Volume(name, "persistentVolumeClaim", claim_name=raw["persistentVolumeClaim"]["claimName"])
+        return Volume(
+            name, "persistentVolumeClaim", claim_name=raw["persistentVolumeClaim"]["claimName"]
+        )
     raise PodSpecError(f"volume {name!r}: unsupported source {sorted(raw)}")
 
 
@@ -228,7 +233,11 @@ def pod_spec_from_manifests(
         raise PodSpecError(f"no Deployment {deployment or ''} in the manifests".replace("  ", " "))
     pod = deployments[0]["spec"]["template"]["spec"]
     containers = pod["containers"]
-    chosen = next((c for c in containers if c["name"] == container), None) if container else containers[0]
+    chosen = (
+        next((c for c in containers if c["name"] == container), None)
+        if container
+        else containers[0]
+    )
     if chosen is None:
         raise PodSpecError(f"no container {container!r} in the Deployment")
 

@@ -186,6 +186,41 @@ def test_a_bad_token_is_refused_with_an_actionable_message(
         assert token not in caught.value.message
 
 
+def test_a_token_verified_before_still_expires_by_the_clock(
+    service: TokenService, clock: FakeClock
+) -> None:
+    token = service.issue(Principal(subject="alice", role="user", kind="user")).access_token
+    for _ in range(3):  # repeated verification is answered from the verified-token cache
+        assert service.verify(token).subject == "alice"
+    clock.now = NOW + LIFETIME + CLOCK_LEEWAY_SECONDS + 1
+    for _ in range(2):
+        with pytest.raises(AuthenticationFailed, match="Token expired"):
+            service.verify(token)
+
+
+def test_a_tampered_copy_of_a_verified_token_is_still_refused(service: TokenService) -> None:
+    token = service.issue(Principal(subject="alice", role="user", kind="user")).access_token
+    service.verify(token)
+    header, _payload, signature = token.split(".")
+    forged_payload = b64(claims(role="admin"))
+    with pytest.raises(AuthenticationFailed, match="signature is invalid"):
+        service.verify(f"{header}.{forged_payload}.{signature}")
+
+
+def test_many_tokens_keep_the_cache_bounded(clock: FakeClock) -> None:
+    service = TokenService(
+        SECRET, "HS256", ISSUER, AUDIENCE, LIFETIME, clock=clock, verified_cache_size=4
+    )
+    tokens = [
+        service.issue(Principal(subject=f"u{n}", role="user", kind="user")).access_token
+        for n in range(10)
+    ]
+    for token in tokens:
+        service.verify(token)
+    assert len(service._verified) == 4
+    assert service.verify(tokens[0]).subject == "u0"  # evicted, verified again from scratch
+
+
 def test_a_small_clock_skew_within_the_leeway_is_accepted(service: TokenService) -> None:
     skewed = claims(iat=int(NOW) + 2, nbf=int(NOW) + 2)
     assert service.verify(jwt.encode(skewed, SECRET, algorithm="HS256")).subject == "alice"

@@ -53,6 +53,18 @@ def test_opens_after_five_consecutive_failures_not_before() -> None:
     assert breakers.state(MODEL) == "open"
 
 
+def test_models_that_never_failed_take_no_room() -> None:
+    breakers = registry(FakeClock())
+    for number in range(100):
+        succeed(breakers, model=f"model-{number}")
+        fail(breakers, ModelNotFound("nope"), model=f"unknown-{number}")
+    assert breakers.snapshot() == {}
+    fail(breakers, UpstreamTimeout("slow"))
+    assert breakers.snapshot() == {
+        MODEL: {"state": "closed", "consecutive_failures": 1, "retry_after": 0.0}
+    }
+
+
 def test_a_success_resets_the_consecutive_count() -> None:
     breakers = registry(FakeClock())
     for _ in range(4):
@@ -75,10 +87,14 @@ def test_a_success_resets_the_consecutive_count() -> None:
 )
 def test_client_errors_never_count_as_failures(error: Exception) -> None:
     breakers = registry(FakeClock())
+    for _ in range(4):
+        fail(breakers, UpstreamTimeout("slow"))
     for _ in range(10):
         fail(breakers, error)
+    assert breakers.snapshot()[MODEL]["consecutive_failures"] == 0  # the upstream answered
+    for _ in range(4):
+        fail(breakers, UpstreamTimeout("slow"))
     assert breakers.state(MODEL) == "closed"
-    assert breakers.snapshot()[MODEL]["consecutive_failures"] == 0
 
 
 def test_breakers_are_per_model() -> None:
@@ -194,8 +210,11 @@ def test_transitions_are_logged_and_exported_as_metrics() -> None:
     sample = metrics.registry.get_sample_value
     with capture_json_logs() as logs:
         succeed(breakers)
+        assert sample("circuit_breaker_state", {"model": MODEL}) is None  # no label for healthy
+        fail(breakers, UpstreamTimeout("slow"))
         assert sample("circuit_breaker_state", {"model": MODEL}) == 0
-        open_circuit(breakers)
+        for _ in range(4):
+            fail(breakers, UpstreamTimeout("slow"))
         assert sample("circuit_breaker_state", {"model": MODEL}) == 2
         clock.advance(30)
         with breakers.guard(MODEL):

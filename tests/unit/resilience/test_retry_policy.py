@@ -61,9 +61,7 @@ async def test_each_delay_is_capped_by_backoff_max() -> None:
     clock = FakeClock()
     attempts = FailingAttempts(*(http_error(502) for _ in range(10)))
     with pytest.raises(UpstreamError):
-        await policy(clock, backoff_max=2.0).run(
-            attempts, deadline=Deadline(60, clock), model="m"
-        )
+        await policy(clock, backoff_max=2.0).run(attempts, deadline=Deadline(60, clock), model="m")
     assert clock.sleeps == [1.25, 2.0, 2.0]
 
 

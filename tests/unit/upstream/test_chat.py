@@ -85,7 +85,9 @@ async def test_cost_is_none_when_litellm_could_not_price_the_call() -> None:
 @pytest.mark.parametrize(
     ("reply", "error_class", "status", "attempts"),
     [
-        pytest.param(error_reply(400, INVALID_MODEL), ModelNotFound, 400, 1, id="400-unknown-model"),
+        pytest.param(
+            error_reply(400, INVALID_MODEL), ModelNotFound, 400, 1, id="400-unknown-model"
+        ),
         pytest.param(error_reply(404, "no such model"), ModelNotFound, 400, 1, id="404"),
         pytest.param(error_reply(400, "bad temp"), UpstreamBadRequest, 400, 1, id="400"),
         pytest.param(error_reply(422, "bad body"), UpstreamBadRequest, 400, 1, id="422"),
@@ -231,3 +233,16 @@ async def test_attempt_latency_is_recorded_per_outcome() -> None:
     labels = {"model": "gpt-4o-mini"}
     assert count("upstream_request_duration_seconds_count", {**labels, "outcome": "http_503"}) == 1
     assert count("upstream_request_duration_seconds_count", {**labels, "outcome": "success"}) == 1
+
+
+async def test_an_unknown_model_does_not_mint_a_metric_label() -> None:
+    clock = FakeClock()
+    metrics = Metrics()
+    upstream = ScriptedUpstream(error_reply(400, INVALID_MODEL))
+    client = make_client(upstream, clock, metrics=metrics)
+    with pytest.raises(ModelNotFound):
+        await client.chat({**PAYLOAD, "model": "nope"}, deadline=Deadline(45, clock))
+    count = metrics.registry.get_sample_value
+    name = "upstream_request_duration_seconds_count"
+    assert count(name, {"model": "nope", "outcome": "ModelNotFound"}) is None
+    assert count(name, {"model": "(unknown)", "outcome": "ModelNotFound"}) == 1

@@ -7,6 +7,7 @@ import pytest
 from llm_gateway.errors import StreamInterrupted, UpstreamError, UpstreamTimeout
 from llm_gateway.resilience.deadline import Deadline
 from llm_gateway.upstream.litellm import LiteLLMClient
+from llm_gateway.upstream.stream import UpstreamStream
 from tests.unit.resilience.fakes import FakeClock
 from tests.unit.upstream.scripted import (
     ScriptedUpstream,
@@ -33,6 +34,16 @@ def chunk(content: str | None = None, *, usage: dict[str, int] | None = None) ->
 DONE = b"data: [DONE]\n\n"
 USAGE = {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
 HAPPY = [chunk("Hel"), chunk("lo"), chunk(usage=USAGE), DONE]
+
+
+async def drain(
+    client: LiteLLMClient, deadline: Deadline, received: list[bytes], opened: list[UpstreamStream]
+) -> None:
+    """Read a whole stream, keeping what arrived even when it ends in an error."""
+    async with client.stream_chat(PAYLOAD, deadline=deadline) as stream:
+        opened.append(stream)
+        async for event in stream:
+            received.append(event)
 
 
 async def collect(client: LiteLLMClient, deadline: Deadline) -> tuple[list[bytes], object]:
@@ -116,7 +127,7 @@ async def test_an_error_event_before_the_first_chunk_is_an_upstream_error() -> N
         pytest.param([httpx.ReadError("connection reset")], "connection broke", id="cut"),
         pytest.param([b"data: {not json\n\n", DONE], "malformed event", id="malformed"),
         pytest.param([chunk("lo")], "without data: [DONE]", id="missing-done"),
-        pytest.param([chunk("lo"), b"data: {\"choi"], "without data: [DONE]", id="cut-mid-event"),
+        pytest.param([chunk("lo"), b'data: {"choi'], "without data: [DONE]", id="cut-mid-event"),
         pytest.param(
             [b'data: {"error": {"message": "quota gone"}}\n\n'], "quota gone", id="error-event"
         ),
@@ -129,13 +140,12 @@ async def test_failures_after_the_first_event_raise_stream_interrupted(
     upstream = ScriptedUpstream(sse_reply(chunk("Hel"), *tail))
     client = make_client(upstream, clock, idle_timeout=0.03)
     received: list[bytes] = []
+    opened: list[UpstreamStream] = []
     with pytest.raises(StreamInterrupted, match="is incomplete") as raised:
-        async with client.stream_chat(PAYLOAD, deadline=Deadline(45, clock)) as stream:
-            async for event in stream:
-                received.append(event)
+        await drain(client, Deadline(45, clock), received, opened)
     assert what in raised.value.message
     assert received[0] == chunk("Hel")
-    assert not stream.completed
+    assert not opened[0].completed
     assert upstream.calls == 1  # never retried once bytes went to the client
     assert upstream.streams[0].closed
 

@@ -20,6 +20,7 @@ from llm_gateway.resilience.deadline import Deadline
 from llm_gateway.resilience.retry import RetryPolicy
 from llm_gateway.upstream.http import TransportKind, build_upstream_http_client
 from llm_gateway.upstream.litellm import LiteLLMClient
+from llm_gateway.upstream.stream import UpstreamStream
 from tests.unit.upstream.scripted import API_KEY, completion
 
 TRANSPORTS = [pytest.param("httpx", id="httpx"), pytest.param("aiohttp", id="aiohttp")]
@@ -82,7 +83,9 @@ def spans() -> tuple[TracerProvider, InMemorySpanExporter]:
     return provider, exporter
 
 
-def make_client(base_url: str, kind: TransportKind, provider: TracerProvider) -> LiteLLMClient:
+def make_client(
+    base_url: str, kind: TransportKind, provider: TracerProvider, idle_timeout: float = 5.0
+) -> LiteLLMClient:
     http = build_upstream_http_client(
         base_url, kind, connect_timeout=2, request_timeout=5, max_connections=4,
         tracer_provider=provider,
@@ -94,7 +97,7 @@ def make_client(base_url: str, kind: TransportKind, provider: TracerProvider) ->
         breakers=CircuitBreakerRegistry(),
         request_timeout=5,
         stream_first_token_timeout=2,
-        stream_idle_timeout=0.1,
+        stream_idle_timeout=idle_timeout,
         models_cache_ttl=30,
     )
 
@@ -158,15 +161,21 @@ async def test_a_stalled_stream_is_interrupted_by_the_idle_timeout(
     spans: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
     fake_litellm.stall_after_first = True
-    client = make_client(fake_litellm.base_url, kind, spans[0])
+    client = make_client(fake_litellm.base_url, kind, spans[0], idle_timeout=0.1)
     events: list[bytes] = []
+    opened: list[UpstreamStream] = []
+
+    async def read_all() -> None:
+        payload = {"model": "m", "messages": []}
+        async with client.stream_chat(payload, deadline=Deadline(5)) as stream:
+            opened.append(stream)
+            async for event in stream:
+                events.append(event)
+
     try:
-        with pytest.raises(StreamInterrupted, match="sent nothing for 0.1 s"):
-            payload = {"model": "m", "messages": []}
-            async with client.stream_chat(payload, deadline=Deadline(5)) as stream:
-                async for event in stream:
-                    events.append(event)
+        with pytest.raises(StreamInterrupted, match=r"sent nothing for 0\.1 s"):
+            await read_all()
     finally:
         await client._http.aclose()
     assert events == [CHUNK]
-    assert orjson.loads(CHUNK[6:])["model"] == stream.model_used
+    assert orjson.loads(CHUNK[6:])["model"] == opened[0].model_used

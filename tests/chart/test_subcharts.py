@@ -1,0 +1,195 @@
+"""LiteLLM, Qdrant and MLflow subcharts: real health paths, Services, storage, and the wiring."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.chart.rendering import KIND_VALUES, NAMESPACE, RELEASE, Manifests, env_of, render
+
+pytestmark = pytest.mark.chart
+
+# (workload kind, name, {probe: path}, container port) per subchart: the paths each image serves.
+SUBCHARTS = {
+    "litellm": (
+        "Deployment",
+        f"{RELEASE}-litellm",
+        {
+            "startupProbe": "/health/liveliness",
+            "livenessProbe": "/health/liveliness",
+            "readinessProbe": "/health/readiness",
+        },
+        4000,
+    ),
+    "qdrant": (
+        "StatefulSet",
+        f"{RELEASE}-qdrant",
+        {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"},
+        6333,
+    ),
+    "mlflow": (
+        "Deployment",
+        f"{RELEASE}-mlflow",
+        {"startupProbe": "/health", "livenessProbe": "/health", "readinessProbe": "/health"},
+        5000,
+    ),
+}
+ALL_OFF = ("litellm.enabled=false", "qdrant.enabled=false", "mlflow.enabled=false")
+EXTERNAL = "external.litellmUrl=http://litellm.shared:4000"
+
+
+def _container(workload: dict[str, Any]) -> dict[str, Any]:
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+@pytest.mark.parametrize("name", list(SUBCHARTS))
+def test_enabled_subchart_renders_a_workload_with_probes_on_its_health_paths(name: str) -> None:
+    kind, workload_name, paths, port = SUBCHARTS[name]
+    manifests = render(KIND_VALUES)
+    container = _container(manifests.get(kind, workload_name))
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["http"] == port
+    for probe, path in paths.items():
+        assert container[probe]["httpGet"] == {"path": path, "port": "http"}, probe
+    assert container["resources"]["requests"]
+    assert container["resources"]["limits"]["memory"]
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+
+
+@pytest.mark.parametrize("name", list(SUBCHARTS))
+def test_enabled_subchart_has_a_service_selecting_its_pods(name: str) -> None:
+    kind, workload_name, _, port = SUBCHARTS[name]
+    manifests = render(KIND_VALUES)
+    service = manifests.get("Service", workload_name)
+    pod_labels = manifests.get(kind, workload_name)["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    http = next(p for p in service["spec"]["ports"] if p["name"] == "http")
+    assert (http["port"], http["targetPort"]) == (port, "http")
+
+
+@pytest.mark.parametrize("name", list(SUBCHARTS))
+def test_disabled_subchart_renders_nothing(name: str) -> None:
+    sets = (f"{name}.enabled=false", EXTERNAL)
+    manifests = render(KIND_VALUES, sets=sets)
+    names = {doc["metadata"]["name"] for doc in manifests.documents}
+    assert not any(n.startswith(f"{RELEASE}-{name}") for n in names), names
+
+
+def test_gateway_points_at_the_subchart_services_when_enabled() -> None:
+    config = render(KIND_VALUES).gateway_config()
+    assert config["LITELLM_BASE_URL"] == f"http://{RELEASE}-litellm:4000"
+    assert config["QDRANT_URL"] == f"http://{RELEASE}-qdrant:6333"
+    assert config["MLFLOW_TRACKING_URI"] == f"http://{RELEASE}-mlflow:5000"
+
+
+def test_gateway_points_at_external_urls_when_subcharts_are_disabled() -> None:
+    config = render(
+        sets=(
+            *ALL_OFF,
+            EXTERNAL,
+            "external.qdrantUrl=https://qdrant.example.com:6333",
+            "external.mlflowTrackingUri=http://mlflow.tools:5000",
+        )
+    ).gateway_config()
+    assert config["LITELLM_BASE_URL"] == "http://litellm.shared:4000"
+    assert config["QDRANT_URL"] == "https://qdrant.example.com:6333"
+    assert config["MLFLOW_TRACKING_URI"] == "http://mlflow.tools:5000"
+
+
+def test_without_qdrant_or_mlflow_the_gateway_falls_back_to_local_modes() -> None:
+    # No QDRANT_URL: embedded Qdrant under DATA_DIR; no MLFLOW_TRACKING_URI: journal only.
+    config = render(sets=(*ALL_OFF, EXTERNAL)).gateway_config()
+    assert "QDRANT_URL" not in config
+    assert "MLFLOW_TRACKING_URI" not in config
+    assert config["DATA_DIR"] == "/data"
+
+
+def test_gateway_uses_the_litellm_master_key_as_its_bearer() -> None:
+    manifests = render(KIND_VALUES)
+    env = env_of(manifests.gateway_container())
+    reference = env["LITELLM_API_KEY"]["valueFrom"]["secretKeyRef"]
+    secret = manifests.get("Secret", reference["name"])
+    assert reference["key"] in secret["data"]
+    litellm = _container(manifests.get("Deployment", f"{RELEASE}-litellm"))
+    assert {"secretRef": {"name": reference["name"]}} in litellm["envFrom"]
+
+
+def test_litellm_runs_the_shipped_config_offline() -> None:
+    manifests = render(KIND_VALUES)
+    litellm = _container(manifests.get("Deployment", f"{RELEASE}-litellm"))
+    config_path = litellm["args"][litellm["args"].index("--config") + 1]
+    mount = next(m for m in litellm["volumeMounts"] if config_path.startswith(m["mountPath"]))
+    assert mount["readOnly"] is True
+    env = env_of(litellm)
+    assert env["LITELLM_LOCAL_MODEL_COST_MAP"]["value"] == "True"
+    config_map = manifests.get("ConfigMap", f"{RELEASE}-litellm")
+    assert "smart-router" in config_map["data"]["config.yaml"]
+
+
+def test_litellm_provider_keys_come_from_its_secret() -> None:
+    manifests = render(KIND_VALUES, sets=("litellm.providerKeys.groqApiKey=gsk-test",))
+    secret = manifests.get("Secret", f"{RELEASE}-litellm")
+    assert set(secret["data"]) == {"LITELLM_MASTER_KEY", "GROQ_API_KEY"}
+
+
+def test_qdrant_keeps_its_data_on_a_persistent_volume_claim() -> None:
+    statefulset = render(KIND_VALUES).get("StatefulSet", f"{RELEASE}-qdrant")
+    (claim,) = statefulset["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    mounts = {m["name"]: m["mountPath"] for m in _container(statefulset)["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == "/qdrant/storage"
+
+
+def test_qdrant_api_key_reaches_both_qdrant_and_the_gateway() -> None:
+    manifests = render(KIND_VALUES, sets=("qdrant.apiKey=qdrant-test-key",))
+    qdrant_env = env_of(_container(manifests.get("StatefulSet", f"{RELEASE}-qdrant")))
+    gateway_env = env_of(manifests.gateway_container())
+    assert (
+        qdrant_env["QDRANT__SERVICE__API_KEY"]["valueFrom"]
+        == gateway_env["QDRANT_API_KEY"]["valueFrom"]
+    )
+
+
+def _mlflow(manifests: Manifests) -> dict[str, Any]:
+    return _container(manifests.get("Deployment", f"{RELEASE}-mlflow"))
+
+
+def test_mlflow_stores_sqlite_and_artifacts_on_a_pvc() -> None:
+    manifests = render(KIND_VALUES)
+    deployment = manifests.get("Deployment", f"{RELEASE}-mlflow")
+    command = _mlflow(manifests)["command"]
+    store = command[command.index("--backend-store-uri") + 1]
+    artifacts = command[command.index("--artifacts-destination") + 1]
+    assert store.startswith("sqlite:////mlflow/")
+    assert artifacts.startswith("/mlflow/")
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    mount = next(m for m in _mlflow(manifests)["volumeMounts"] if m["mountPath"] == "/mlflow")
+    claim = volumes[mount["name"]]["persistentVolumeClaim"]["claimName"]
+    assert manifests.get("PersistentVolumeClaim", claim)
+    # One sqlite writer: the old pod stops before the new one opens the file.
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_mlflow_allowed_hosts_include_the_in_cluster_names() -> None:
+    command = _mlflow(render(KIND_VALUES, sets=("mlflow.extraAllowedHosts={mlflow.example.com}",)))[
+        "command"
+    ]
+    hosts = set(command[command.index("--allowed-hosts") + 1].split(","))
+    service = f"{RELEASE}-mlflow"
+    expected = {
+        service,
+        f"{service}:5000",
+        f"{service}.{NAMESPACE}",
+        f"{service}.{NAMESPACE}:5000",
+        f"{service}.{NAMESPACE}.svc",
+        f"{service}.{NAMESPACE}.svc.cluster.local:5000",
+        "localhost:5000",
+        "mlflow.example.com",
+    }
+    assert expected <= hosts
+    # The gateway's own tracking URI host is one of them.
+    config = render(KIND_VALUES).gateway_config()
+    assert config["MLFLOW_TRACKING_URI"].removeprefix("http://") in hosts
