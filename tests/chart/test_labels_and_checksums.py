@@ -90,9 +90,7 @@ def test_checksums_are_stable_for_the_same_values() -> None:
         ),
     ],
 )
-def test_checksum_changes_when_its_source_changes(
-    sets: tuple[str, ...], changes: set[str]
-) -> None:
+def test_checksum_changes_when_its_source_changes(sets: tuple[str, ...], changes: set[str]) -> None:
     before = _annotations(render(KIND_VALUES))
     after = _annotations(render(KIND_VALUES, sets=sets))
     changed = {key for key in before if key.startswith("checksum/") and before[key] != after[key]}

@@ -61,7 +61,7 @@ NEWEST = _bundled_versions()[-1]
 
 
 def test_the_oldest_validated_version_is_the_charts_declared_minimum() -> None:
-    assert OLDEST == _min_kube_version(), (
+    assert _min_kube_version() == OLDEST, (
         f"kubernetes-validate has no schema for the chart's minimum {_min_kube_version()}"
     )
 
@@ -104,7 +104,9 @@ def _validate_all(documents: tuple[dict[str, Any], ...], version: str) -> list[s
     return problems
 
 
-@pytest.mark.parametrize("version", [pytest.param(OLDEST, id="oldest"), pytest.param(NEWEST, id="newest")])
+@pytest.mark.parametrize(
+    "version", [pytest.param(OLDEST, id="oldest"), pytest.param(NEWEST, id="newest")]
+)
 def test_cached_validation_agrees_with_kubernetes_validate(version: str) -> None:
     good = render(kube_version=version).gateway()
     kubernetes_validate.validate(good, version, strict=True)
@@ -116,7 +118,9 @@ def test_cached_validation_agrees_with_kubernetes_validate(version: str) -> None
 
 
 @pytest.mark.parametrize("values", VALUE_SETS)
-@pytest.mark.parametrize("version", [pytest.param(OLDEST, id="oldest"), pytest.param(NEWEST, id="newest")])
+@pytest.mark.parametrize(
+    "version", [pytest.param(OLDEST, id="oldest"), pytest.param(NEWEST, id="newest")]
+)
 def test_every_rendered_object_validates_strictly(values: tuple[Path, ...], version: str) -> None:
     manifests = render(*values, kube_version=version)
     assert len(manifests.documents) >= 8

@@ -49,8 +49,11 @@ def test_every_model_is_either_an_offline_mock_or_reads_its_key_from_the_environ
 
 
 def test_every_provider_has_a_named_model(config: dict[str, Any]) -> None:
-    prefixes = {params["model"].split("/")[0] + "/" for params in _models(config).values()
-                if "mock_response" not in params}
+    prefixes = {
+        params["model"].split("/")[0] + "/"
+        for params in _models(config).values()
+        if "mock_response" not in params
+    }
     assert prefixes == set(PROVIDER_KEYS)
 
 

@@ -12,7 +12,9 @@ pytestmark = pytest.mark.chart
 @pytest.mark.parametrize(
     ("sets", "expected"),
     [
-        pytest.param(("replicaCount=2", "replicaCuont=3"), "replicaCuont", id="unknown-top-level-key"),
+        pytest.param(
+            ("replicaCount=2", "replicaCuont=3"), "replicaCuont", id="unknown-top-level-key"
+        ),
         pytest.param(("drain.preStopSecs=5",), "preStopSecs", id="unknown-nested-key"),
         pytest.param(("probes.readiness.path=/health",), "path", id="probe-paths-are-not-values"),
         pytest.param(("config.logLevel=TRACE",), "logLevel", id="enum-enforced"),
