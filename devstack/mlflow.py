@@ -93,7 +93,8 @@ def ensure_mlflow_venv(root: Path) -> Path:
         if uv is not None:
             _run([uv, "venv", "--quiet", "--python", "3.11", str(venv)], env)
             _run(
-                [uv, "pip", "sync", "--quiet", "--python", str(venv / "bin" / "python"),
+                [uv, "pip", "sync", "--quiet", "--compile-bytecode",
+                 "--python", str(venv / "bin" / "python"),
                  str(requirements)],
                 env,
             )  # fmt: skip

@@ -48,9 +48,7 @@ from llm_gateway.ratelimit.limiter import RateLimiter
 from llm_gateway.resilience.breaker import CircuitBreakerRegistry
 from llm_gateway.resilience.retry import RetryPolicy
 from llm_gateway.settings import ConfigurationError, Settings, development_secret, load_settings
-from llm_gateway.tracking.journal import TraceJournal
-from llm_gateway.tracking.mlflow_export import MlflowExporter
-from llm_gateway.tracking.tracker import TraceTracker
+from llm_gateway.tracking.factory import build_trace_tracker
 from llm_gateway.upstream.http import build_upstream_http_client
 from llm_gateway.upstream.litellm import LiteLLMClient
 
@@ -177,21 +175,8 @@ def create_app(settings: Settings | None = None, overrides: AppOverrides | None 
             if cache is not None:
                 await cache.open()
                 stack.push_async_callback(cache.close)
-            tracker: TraceTracker | None = None
-            if settings.tracking_enabled:
-                uri = settings.mlflow_tracking_uri
-                tracker = TraceTracker(
-                    MlflowExporter(uri, settings.mlflow_experiment_name) if uri else None,
-                    TraceJournal(
-                        settings.data_dir / "traces",
-                        settings.trace_journal_max_bytes,
-                        settings.trace_journal_max_files,
-                        metrics,
-                    ),
-                    metrics,
-                    settings.trace_queue_size,
-                    settings.trace_replay_interval,
-                )
+            tracker = build_trace_tracker(settings, metrics)
+            if tracker is not None:
                 await tracker.start()
                 stack.push_async_callback(tracker.close, settings.shutdown_flush_timeout)
             llm = LLMService(

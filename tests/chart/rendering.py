@@ -88,9 +88,14 @@ class Manifests:
 
 @cache
 def _render_cached(
-    values: tuple[str, ...], sets: tuple[str, ...], kube_version: str | None, chart: str
+    values: tuple[str, ...],
+    sets: tuple[str, ...],
+    kube_version: str | None,
+    chart: str,
+    release: str,
+    namespace: str,
 ) -> Manifests:
-    args = ["template", RELEASE, ".", "--namespace", NAMESPACE]
+    args = ["template", release, ".", "--namespace", namespace]
     for path in values:
         args += ["-f", path]
     for item in sets:
@@ -110,10 +115,14 @@ def render(
     kube_version: str | None = None,
     chart: Path = CHART,
     with_jwt: bool = True,
+    release: str = RELEASE,
+    namespace: str = NAMESPACE,
 ) -> Manifests:
     """Render the chart; `with_jwt` adds the JWT secret the default values leave out."""
     all_sets = (DEFAULT_SETS if with_jwt else ()) + tuple(sets)
-    return _render_cached(tuple(str(v) for v in values), all_sets, kube_version, str(chart))
+    return _render_cached(
+        tuple(str(v) for v in values), all_sets, kube_version, str(chart), release, namespace
+    )
 
 
 def render_error(*values: Path, sets: tuple[str, ...] = (), with_jwt: bool = True) -> str:

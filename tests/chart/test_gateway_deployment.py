@@ -281,6 +281,9 @@ def _pdb_count(manifests: Manifests) -> int:
         pytest.param(("replicaCount=1",), 0, id="one-replica-no-pdb"),
         pytest.param(("replicaCount=2",), 1, id="two-replicas-pdb"),
         pytest.param(("replicaCount=1", "autoscaling.enabled=true"), 1, id="hpa-pdb"),
+        pytest.param(
+            ("autoscaling.enabled=true", "autoscaling.minReplicas=1"), 0, id="hpa-down-to-one"
+        ),
         pytest.param(("replicaCount=3", "podDisruptionBudget.enabled=false"), 0, id="disabled"),
     ],
 )

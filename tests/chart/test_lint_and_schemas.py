@@ -93,6 +93,13 @@ def _strict_validator(version: str, api_version: str, kind: str) -> jsonschema.V
     return jsonschema.validators.Draft202012Validator(schema, registry=registry)
 
 
+@pytest.mark.parametrize("subchart", ["litellm", "qdrant", "mlflow"])
+def test_each_subchart_lints_strictly_on_its_own(subchart: str) -> None:
+    result = run_helm("lint", "--strict", f"charts/{subchart}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
 def _validate_all(documents: tuple[dict[str, Any], ...], version: str) -> list[str]:
     problems = []
     for doc in documents:

@@ -12,7 +12,12 @@ import pytest
 
 from tests.e2e.harness.deployment import PodFactory
 from tests.e2e.harness.endpoints import Endpoints, ServiceProxy
-from tests.e2e.harness.manifests import RenderedManifests, gateway_manifests
+from tests.e2e.harness.manifests import (
+    GATEWAY_CONTAINER,
+    GATEWAY_DEPLOYMENT,
+    RenderedManifests,
+    gateway_manifests,
+)
 from tests.e2e.harness.pod import PodSpec, pod_spec_from_manifests
 
 IMAGE = os.environ.get("E2E_IMAGE", "llm-gateway:dev")
@@ -46,7 +51,9 @@ def manifests() -> RenderedManifests:
 
 @pytest.fixture(scope="session")
 def pod_spec(manifests: RenderedManifests) -> PodSpec:
-    return pod_spec_from_manifests(manifests.documents)
+    return pod_spec_from_manifests(
+        manifests.documents, deployment=GATEWAY_DEPLOYMENT, container=GATEWAY_CONTAINER
+    )
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from devstack.mlflow import MlflowServer, ensure_mlflow_venv, start_mlflow_server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,5 +41,5 @@ def all_traces(url: str, experiment_name: str) -> list[Any]:
 
     client = TracingClient(url)
     return list(
-        client.search_traces(locations=[experiment_id(url, experiment_name)], max_results=10_000)
+        client.search_traces(locations=[experiment_id(url, experiment_name)], max_results=500)
     )

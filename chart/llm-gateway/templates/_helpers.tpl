@@ -144,7 +144,12 @@ preStop: the native `sleep` action needs Kubernetes >= 1.30; `exec` runs /bin/sl
 {{- end }}
 {{- end }}
 
-{{/* More than one pod can exist at once: the only case where a PodDisruptionBudget helps. */}}
+{{/*
+More than one pod at all times: the only case where a PodDisruptionBudget helps (on a single pod
+it would block every node drain).
+*/}}
 {{- define "llm-gateway.multiReplica" -}}
-{{- if or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1) }}true{{ end }}
+{{- if .Values.autoscaling.enabled }}
+{{- if gt (int .Values.autoscaling.minReplicas) 1 }}true{{ end }}
+{{- else if gt (int .Values.replicaCount) 1 }}true{{ end }}
 {{- end }}

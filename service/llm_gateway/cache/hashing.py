@@ -31,7 +31,7 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
-DEFAULT_DIMENSIONS = 1024
+DEFAULT_DIMENSIONS = 512
 # Prompts longer than this are embedded in a worker thread so the event loop keeps serving.
 _INLINE_CHARS = 2000
 

@@ -13,11 +13,12 @@ Local mode is synchronous work under an async skin: every upsert commits (fsyncs
 here, and a filtered search checks each point's payload in Python. Run on the event loop, that
 would stall every request the worker serves. So in local mode the synchronous QdrantClient runs
 on one dedicated thread (one thread: local mode is not thread-safe; calls queue in order), and
-semantic search first scans unfiltered with the score threshold: when fewer than `_SCAN_LIMIT`
-points clear the threshold, every candidate has been seen and filtering them here is exact;
-otherwise it falls back to the filtered query. If the collection
-exists with another vector size or distance (the embedder changed), a collection suffixed with
-the embedder's name is used instead, so a config change never crashes the boot or mixes vectors.
+semantic search goes to a partitioned in-memory index (local_index.py) rebuilt from the folder at
+startup, then reads the matched point by id.
+
+If the collection exists with another vector size or distance (the embedder changed), a
+collection suffixed with the embedder's name is used instead, so a config change never crashes
+the boot or mixes vectors.
 """
 
 from __future__ import annotations
@@ -27,59 +28,19 @@ import functools
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
+from llm_gateway.cache.local_index import SemanticIndex, partition_key
+from llm_gateway.cache.records import AnswerRecord, StoredAnswer, stored_answer
+
 log = logging.getLogger(__name__)
 
 _KEYWORD_FIELDS = ("scope", "model", "params_fingerprint", "context_fingerprint")
-_SCAN_LIMIT = 32
-
-
-@dataclass(frozen=True)
-class StoredAnswer:
-    payload: dict[str, Any]
-    created_at: float
-    expires_at: float
-
-
-@dataclass(frozen=True)
-class AnswerRecord:
-    """Everything written for one answer (the point's payload, before serialization)."""
-
-    key: str
-    scope: str
-    model: str
-    params_fingerprint: str
-    context_fingerprint: str
-    created_at: float
-    expires_at: float
-    payload: dict[str, Any]
-
-    def as_payload(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "scope": self.scope,
-            "model": self.model,
-            "params_fingerprint": self.params_fingerprint,
-            "context_fingerprint": self.context_fingerprint,
-            "created_at": self.created_at,
-            "expires_at": self.expires_at,
-            "payload": self.payload,
-        }
-
-
-def _stored(payload: dict[str, Any] | None) -> StoredAnswer | None:
-    if not payload or "payload" not in payload:
-        return None
-    return StoredAnswer(
-        payload=payload["payload"],
-        created_at=float(payload["created_at"]),
-        expires_at=float(payload["expires_at"]),
-    )
+_SCROLL_PAGE = 512
+_INDEXED_FIELDS = ["params_fingerprint", "context_fingerprint", "expires_at"]
 
 
 def _match(field: str, value: str) -> models.FieldCondition:
@@ -97,6 +58,7 @@ class QdrantStore:
         api_key: str | None = None,
         local_path: Path | None = None,
         timeout: float = 5.0,
+        local_index: bool = True,
     ) -> None:
         if url is None and local_path is None:
             raise ValueError("QdrantStore needs a server url or a local path")
@@ -111,6 +73,9 @@ class QdrantStore:
         self._remote: AsyncQdrantClient | None = None
         self._local: QdrantClient | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self._index: SemanticIndex | None = None
+        # Off only in tests that exercise the filtered query (the server-mode path) locally.
+        self._use_local_index = local_index
 
     @property
     def mode(self) -> str:
@@ -129,11 +94,36 @@ class QdrantStore:
             # Loads the folder and takes its lock, on the thread that will make every call.
             self._local = await self._in_thread(QdrantClient, path=str(self._local_path))
         await self._ensure_collection()
+        if self._local is not None and self._use_local_index:
+            await self._load_index()
+
+    async def _load_index(self) -> None:
+        index = SemanticIndex(self.dimensions)
+        offset: Any = None
+        while True:
+            points, offset = await self._call(
+                "scroll",
+                self.collection,
+                limit=_SCROLL_PAGE,
+                offset=offset,
+                with_payload=_INDEXED_FIELDS,
+                with_vectors=True,
+            )
+            for point in points:
+                payload = point.payload or {}
+                partition = partition_key(
+                    str(payload.get("params_fingerprint")), str(payload.get("context_fingerprint"))
+                )
+                index.put(partition, str(point.id), point.vector, float(payload["expires_at"]))
+            if offset is None:
+                break
+        self._index = index
 
     async def close(self) -> None:
         remote, self._remote = self._remote, None
         local, self._local = self._local, None
         thread, self._thread = self._thread, None
+        self._index = None
         if remote is not None:
             await remote.close()
         if thread is not None:
@@ -200,7 +190,7 @@ class QdrantStore:
         points = await self._call(
             "retrieve", self.collection, ids=[point_id], with_payload=True, with_vectors=False
         )
-        return _stored(points[0].payload) if points else None
+        return stored_answer(points[0].payload) if points else None
 
     async def search(
         self,
@@ -220,25 +210,16 @@ class QdrantStore:
             "params_fingerprint": params_fingerprint,
             "context_fingerprint": context_fingerprint,
         }
-        if self._local is not None:
-            result = await self._call(
-                "query_points",
-                self.collection,
-                query=vector,
-                limit=_SCAN_LIMIT,
-                score_threshold=threshold,
-                with_payload=True,
-            )
-            for point in result.points:
-                payload = point.payload or {}
-                if payload.get("expires_at", 0) > now and all(
-                    payload.get(field) == value for field, value in wanted.items()
-                ):
-                    stored = _stored(payload)
-                    if stored is not None:
-                        return stored, float(point.score)
-            if len(result.points) < _SCAN_LIMIT:
-                return None  # every point above the threshold was seen: the miss is exact
+        if self._index is not None:
+            partition = partition_key(params_fingerprint, context_fingerprint)
+            best = self._index.best(partition, vector, now=now, threshold=threshold)
+            if best is None:
+                return None
+            point_id, score = best
+            stored = await self.get(point_id)
+            if stored is None or stored.expires_at <= now:
+                return None
+            return stored, score
         query_filter = models.Filter(
             must=[
                 *(_match(field, value) for field, value in wanted.items()),
@@ -255,7 +236,7 @@ class QdrantStore:
             with_payload=True,
         )
         for point in result.points:
-            stored = _stored(point.payload)
+            stored = stored_answer(point.payload)
             if stored is not None:
                 return stored, float(point.score)
         return None
@@ -266,6 +247,9 @@ class QdrantStore:
             self.collection,
             points=[models.PointStruct(id=point_id, vector=vector, payload=record.as_payload())],
         )
+        if self._index is not None:
+            partition = partition_key(record.params_fingerprint, record.context_fingerprint)
+            self._index.put(partition, point_id, vector, record.expires_at)
 
     def _expired_filter(self, now: float) -> models.Filter:
         return models.Filter(
@@ -273,6 +257,16 @@ class QdrantStore:
         )
 
     async def purge_expired(self, now: float) -> int:
+        if self._index is not None:
+            # Local mode: the index knows what expired; deleting by id avoids a Python scan.
+            expired_ids: list[models.ExtendedPointId] = list(self._index.drop_expired(now))
+            if expired_ids:
+                await self._call(
+                    "delete",
+                    self.collection,
+                    points_selector=models.PointIdsList(points=expired_ids),
+                )
+            return len(expired_ids)
         expired = await self._call(
             "count", self.collection, count_filter=self._expired_filter(now), exact=True
         )

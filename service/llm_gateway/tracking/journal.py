@@ -81,7 +81,9 @@ class TraceJournal:
         self.max_bytes = max_bytes
         self.max_files = max_files
         self.metrics = metrics
-        self.owner = f"{os.getpid()}-{secrets.token_hex(4)}"
+        # Set by open(), in the process that writes: a journal built before gunicorn forks must
+        # not share its identity with its siblings.
+        self.owner = ""
         self._lock = threading.RLock()
         self._owner_lock: IO[bytes] | None = None
         self._active: IO[bytes] | None = None
@@ -95,6 +97,8 @@ class TraceJournal:
             if self._owner_lock is not None:
                 return
             self.directory.mkdir(parents=True, exist_ok=True)
+            self.owner = f"{os.getpid()}-{secrets.token_hex(4)}"
+            self._active_seq = 0
             # Locked before it becomes visible: a replayer must never see it unlocked and take
             # this (live) owner for dead.
             pending = self.directory / f".{_lock_name(self.owner)}.new"

@@ -34,6 +34,13 @@ START_TRACE_PATH = "/api/3.0/mlflow/traces"
 EXPERIMENT_BY_NAME_PATH = "/api/2.0/mlflow/experiments/get-by-name"
 EXPERIMENT_CREATE_PATH = "/api/2.0/mlflow/experiments/create"
 EXPERIMENT_ID_HEADER = "x-mlflow-experiment-id"
+# Answers that reject the records themselves (malformed, too large), not the server's state.
+REJECTED_STATUSES = frozenset({400, 413, 422})
+
+
+def is_rejection(exc: BaseException) -> bool:
+    """True when an export failed because the server refused these records for good."""
+    return isinstance(exc, DependencyUnavailable) and bool(exc.extra.get("rejected"))
 
 
 def trace_id_for(record: TraceRecord) -> str:
@@ -77,10 +84,12 @@ class MlflowExporter:
             return None
         return body.get("error_code") if isinstance(body, dict) else None
 
-    def _raise_for(self, response: httpx.Response, what: str) -> None:
+    def _raise_for(self, response: httpx.Response, what: str, *, payload: bool = False) -> None:
         if response.status_code != 200:
             raise DependencyUnavailable(
-                f"{what}: HTTP {response.status_code} {response.text[:300]!r}"
+                f"{what}: HTTP {response.status_code} {response.text[:300]!r}",
+                # The server answered and refused the data itself: resending will not help.
+                extra={"rejected": payload and response.status_code in REJECTED_STATUSES},
             )
 
     def experiment_id(self) -> str:
@@ -115,6 +124,8 @@ class MlflowExporter:
     def export(self, records: list[TraceRecord]) -> None:
         """Upload every record as one trace; raises DependencyUnavailable at the first failure.
 
+        `is_rejection(exc)` tells a refusal of the records (HTTP 400/413/422) from an outage.
+
         All spans go in one OTLP request; the trace infos follow one by one (MLflow has no batch
         call for them). A failure part-way leaves some traces uploaded: replaying them is
         harmless because the ids are deterministic.
@@ -134,7 +145,7 @@ class MlflowExporter:
                 EXPERIMENT_ID_HEADER: experiment_id,
             },
         )
-        self._raise_for(response, "span upload")
+        self._raise_for(response, "span upload", payload=True)
         for record in records:
             response = self._call(
                 "POST",
@@ -142,7 +153,7 @@ class MlflowExporter:
                 content=mlflow_wire.start_trace_body(record, experiment_id),
                 headers={"Content-Type": "application/json"},
             )
-            self._raise_for(response, f"trace {trace_id_for(record)} upload")
+            self._raise_for(response, f"trace {trace_id_for(record)} upload", payload=True)
 
     def health(self) -> bool:
         """True when GET {uri}/health answers 200; never raises."""
@@ -155,4 +166,4 @@ class MlflowExporter:
         self._client.close()
 
 
-__all__ = ["MlflowExporter", "trace_id_for"]
+__all__ = ["MlflowExporter", "is_rejection", "trace_id_for"]

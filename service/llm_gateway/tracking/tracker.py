@@ -27,6 +27,7 @@ from llm_gateway.health import CheckFailed
 from llm_gateway.observability.metrics import Metrics
 from llm_gateway.settings import redact_url
 from llm_gateway.tracking.journal import ClaimedFile, TraceJournal
+from llm_gateway.tracking.mlflow_export import is_rejection
 from llm_gateway.tracking.records import TraceRecord
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,20 @@ class TraceTracker:
             except asyncio.QueueFull:
                 pass
         # One short appended line; rare by construction (the queue holds thousands).
-        self.journal.append([rec])
+        self._append_or_count([rec])
+
+    def _append_or_count(self, records: list[TraceRecord]) -> int:
+        """Journal records; if the disk itself fails, count and log them as dropped, never raise
+        (the request path and the export task must survive a full or read-only volume)."""
+        try:
+            return self.journal.append(records)
+        except OSError as exc:
+            self._count("dropped", len(records))
+            log.error(
+                "trace_journal_write_failed",
+                extra={"dropped": len(records), "error": f"{type(exc).__name__}: {exc}"},
+            )
+            return 0
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -115,15 +129,14 @@ class TraceTracker:
                 pending = batch + pending
                 break
             try:
-                await asyncio.wait_for(asyncio.to_thread(self.exporter.export, batch), remaining)
+                await asyncio.wait_for(self._send(batch, "exported"), remaining)
             except Exception as exc:  # any failure, TimeoutError included: journal below
                 self._mark_down(exc)
                 pending = batch + pending
                 break
             exported += len(batch)
-            self._count("exported", len(batch))
         if pending:
-            journaled = self.journal.append(pending)
+            journaled = self._append_or_count(pending)
         self.journal.close()
         if self.exporter is not None:
             self.exporter.close()
@@ -159,18 +172,49 @@ class TraceTracker:
             await self._journal_in_flight(batch)
             return
         try:
-            await asyncio.to_thread(self.exporter.export, batch)
+            await self._send(batch, "exported")
         except Exception as exc:
             self._mark_down(exc)
             await self._journal_in_flight(batch)
+
+    async def _send(self, batch: list[TraceRecord], outcome: str) -> None:
+        """Export a batch; raise on an outage. Records the server refuses for good are dropped."""
+        assert self.exporter is not None
+        try:
+            await asyncio.to_thread(self.exporter.export, batch)
+        except Exception as exc:
+            if not is_rejection(exc):
+                raise
+            # A poison record must not block its batch (or the journal) forever: find it.
+            for rec in batch:
+                try:
+                    await asyncio.to_thread(self.exporter.export, [rec])
+                except Exception as one_exc:
+                    if not is_rejection(one_exc):
+                        raise
+                    self._reject(rec, one_exc)
+                else:
+                    self._count(outcome, 1)
             return
-        self._count("exported", len(batch))
+        self._count(outcome, len(batch))
+
+    def _reject(self, rec: TraceRecord, exc: BaseException) -> None:
+        self._count("dropped", 1)
+        log.error(
+            "trace_rejected",
+            extra={
+                "record_id": rec.record_id,
+                "trace_request_id": rec.request_id,
+                "error": str(exc)[:300],
+                "detail": "MLflow refused this record itself; it is dropped, not retried",
+            },
+        )
 
     async def _journal_in_flight(self, batch: list[TraceRecord]) -> None:
         # Once handed to the thread the append completes even if close() cancels us, so close()
         # must not journal the same batch again.
         self._in_flight = []
-        await asyncio.to_thread(self.journal.append, batch)
+        await asyncio.to_thread(self._append_or_count, batch)
 
     def _mark_down(self, exc: BaseException | None) -> None:
         if self._mlflow_down:
@@ -240,13 +284,12 @@ class TraceTracker:
         sent = 0
         while batch := claim.remaining[: self.batch_size]:
             try:
-                await asyncio.to_thread(self.exporter.export, batch)  # type: ignore[union-attr]
+                await self._send(batch, "replayed")
             except Exception as exc:
                 self._mark_down(exc)
                 break
             claim.mark_sent(len(batch))
             sent += len(batch)
-            self._count("replayed", len(batch))
         return sent
 
     # --- health ------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from llm_gateway.resilience.deadline import Deadline
 from llm_gateway.resilience.retry import RetryPolicy, failure_reason
 from llm_gateway.upstream.mapping import (
     Usage,
+    attempted_fallbacks,
     error_for_response,
     error_for_transport,
     parse_cost,
@@ -45,8 +46,12 @@ UNKNOWN_MODEL_LABEL = "(unknown)"
 @dataclass(frozen=True)
 class UpstreamResult:
     body: dict[str, Any]
+    # The model group that answered, after LiteLLM's fallbacks (x-litellm-model-group; LiteLLM
+    # 1.106 sets it to the fallback's group), else the body's `model`.
     model_used: str
-    model_id: str | None  # LiteLLM's deployment id (x-litellm-model-id): which backend answered
+    provider_model: str | None  # the body's `model`: the provider's own name for it
+    model_id: str | None  # LiteLLM's deployment id (x-litellm-model-id)
+    fallbacks: int  # x-litellm-attempted-fallbacks
     usage: Usage | None
     cost: float | None
     attempts: int
@@ -199,11 +204,13 @@ class LiteLLMClient:
         response, body = await self._retry.run(
             attempt, deadline=deadline, model=model, metrics=self._metrics
         )
-        answered_by = body.get("model")
+        provider_model = body.get("model") if isinstance(body.get("model"), str) else None
         return UpstreamResult(
             body=body,
-            model_used=answered_by if isinstance(answered_by, str) and answered_by else model,
+            model_used=response.headers.get("x-litellm-model-group") or provider_model or model,
+            provider_model=provider_model,
             model_id=response.headers.get("x-litellm-model-id"),
+            fallbacks=attempted_fallbacks(response.headers),
             usage=Usage.from_body(body.get("usage")),
             cost=parse_cost(response.headers.get("x-litellm-response-cost")),
             attempts=attempts,

@@ -34,6 +34,9 @@ _UNKNOWN_MODEL = re.compile(
     re.IGNORECASE,
 )
 _MESSAGE_LIMIT = 1000
+# LiteLLM without a database answers a key that is not the master key with 400 no_db_connection:
+# still the gateway's key being refused, not the caller's fault.
+_KEY_REFUSED_TYPES = frozenset({"auth_error", "no_db_connection"})
 
 
 @dataclass(frozen=True)
@@ -73,9 +76,18 @@ def upstream_message(content: bytes) -> str:
             body = inner
         else:
             break
-    if isinstance(body, dict):
-        return str(body)[:_MESSAGE_LIMIT]
     return str(body)[:_MESSAGE_LIMIT]
+
+
+def upstream_error_type(content: bytes) -> str | None:
+    """OpenAI-style `error.type` (e.g. `auth_error`), when the body has one."""
+    try:
+        body: Any = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    kind = error.get("type") if isinstance(error, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 def parse_retry_after(value: str | None, now: Callable[[], float]) -> float | None:
@@ -92,6 +104,11 @@ def parse_retry_after(value: str | None, now: Callable[[], float]) -> float | No
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - now())
+
+
+def attempted_fallbacks(headers: httpx.Headers) -> int:
+    value = headers.get("x-litellm-attempted-fallbacks", "0")
+    return int(value) if value.isdigit() else 0
 
 
 def parse_cost(value: str | None) -> float | None:
@@ -113,10 +130,10 @@ def error_for_response(
             f"Model '{model}' not found; GET /v1/models lists the models this gateway serves",
             extra={"model": model},
         )
+    if status in (401, 403) or upstream_error_type(response.content) in _KEY_REFUSED_TYPES:
+        return UpstreamAuthError(extra=extra)
     if status in (400, 422):
         return UpstreamBadRequest(message, extra=extra)
-    if status in (401, 403):
-        return UpstreamAuthError(extra=extra)
     retry_after = parse_retry_after(response.headers.get("retry-after"), now)
     if status == 429:
         return UpstreamRateLimited(

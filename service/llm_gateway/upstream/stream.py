@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 
 from llm_gateway.errors import StreamInterrupted, UpstreamError
-from llm_gateway.upstream.mapping import Usage
+from llm_gateway.upstream.mapping import Usage, attempted_fallbacks
 from llm_gateway.upstream.sse import MalformedEvent, SseEventReader, StreamTranscript
 
 
@@ -43,10 +43,17 @@ class UpstreamStream:
         self.attempts = attempts
         self.first_event_ms = first_event_ms
         self.model_id = response.headers.get("x-litellm-model-id")
+        self.model_group = response.headers.get("x-litellm-model-group")
+        self.fallbacks = attempted_fallbacks(response.headers)
 
     @property
     def model_used(self) -> str:
-        return self.transcript.model_used
+        """The model group that answered (after fallbacks), else the chunks' `model`."""
+        return self.model_group or self.transcript.model_used
+
+    @property
+    def provider_model(self) -> str | None:
+        return self.transcript.model
 
     @property
     def usage(self) -> Usage | None:

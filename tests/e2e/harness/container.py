@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -90,12 +91,21 @@ class PodContainer:
         return f"http://127.0.0.1:{self.host_ports[number]}{path}"
 
     async def _volume_args(self, volume: Volume, mount_path: str, read_only: bool) -> list[str]:
-        if volume.kind == "emptyDir":
-            # emptyDir is writable by the pod's fsGroup; mode 1777 is the simple equivalent.
+        if volume.kind == "emptyDir" and volume.medium == "Memory":
             options = "rw,exec,mode=1777"
             if volume.size_limit:
                 options += f",size={volume.size_limit.replace('Mi', 'm').replace('Gi', 'g')}"
             return ["--tmpfs", f"{mount_path}:{options}"]
+        if volume.kind == "emptyDir":
+            # Disk-backed emptyDir: a fresh world-writable directory (group fsGroup, setgid), as
+            # the kubelet makes it. A docker tmpfs would inherit the image directory's mode and
+            # root ownership instead, unlike Kubernetes.
+            directory = self.workdir / f"{self.name}-{volume.name}"
+            directory.mkdir(parents=True, exist_ok=True)
+            if self.spec.fs_group is not None and os.geteuid() == 0:
+                os.chown(directory, -1, self.spec.fs_group)
+            directory.chmod(0o2777)
+            return ["-v", f"{directory}:{mount_path}"]
         if volume.kind in ("configMap", "secret"):
             directory = self.workdir / f"{self.name}-{volume.name}"
             directory.mkdir(parents=True, exist_ok=True)
@@ -103,7 +113,11 @@ class PodContainer:
                 target = directory / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(content)
-                target.chmod(0o644)  # Kubernetes' defaultMode
+                target.chmod(volume.file_modes.get(relative, 0o644))
+                if self.spec.fs_group is not None and os.geteuid() == 0:
+                    # fsGroup: the kubelet makes volume files group-owned by it, which is how a
+                    # 0440 secret stays readable by the non-root user.
+                    os.chown(target, -1, self.spec.fs_group)
             return ["-v", f"{directory}:{mount_path}:ro"]
         # persistentVolumeClaim: a named volume that outlives container restarts, as a PVC does.
         volume_name = f"{self.name}-{volume.claim_name or volume.name}"
@@ -120,6 +134,8 @@ class PodContainer:
         if spec.run_as_user is not None:
             group = spec.run_as_group if spec.run_as_group is not None else spec.run_as_user
             args += ["--user", f"{spec.run_as_user}:{group}"]
+        if spec.fs_group is not None:
+            args += ["--group-add", str(spec.fs_group)]
         if spec.read_only_root_filesystem:
             args.append("--read-only")
         args += [f"--cap-drop={cap}" for cap in spec.drop_capabilities]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tests.e2e.harness.container import PodContainer
 from tests.e2e.harness.endpoints import Endpoints
-from tests.e2e.harness.kubelet import Kubelet, Prober, TerminationRecord, http_probe
+from tests.e2e.harness.kubelet import Kubelet, Prober, TerminationRecord
 from tests.e2e.harness.pod import PodSpec
 
 
@@ -39,7 +39,7 @@ class PodFactory:
     workdir: Path
     endpoints: Endpoints | None = None
     env_overrides: Mapping[str, str] = field(default_factory=dict)
-    prober: Prober = http_probe
+    prober: Prober | None = None  # None: each kubelet probes over HTTP
     pods: list[Pod] = field(default_factory=list)
     _numbers: itertools.count[int] = field(default_factory=itertools.count)
 

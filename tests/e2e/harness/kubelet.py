@@ -55,14 +55,31 @@ class EndpointsListener(Protocol):
 Prober = Callable[[str, float], Awaitable[bool]]
 
 
-async def http_probe(url: str, timeout: float) -> bool:
-    """Kubernetes' httpGet rule: any status from 200 to 399 within the timeout is a success."""
-    try:
-        async with httpx.AsyncClient(timeout=timeout) as client:
-            response = await client.get(url)
-    except httpx.HTTPError:
-        return False
-    return 200 <= response.status_code < 400
+class HttpProber:
+    """Kubernetes' httpGet rule: any status from 200 to 399 within the timeout is a success.
+
+    One client per kubelet (building one costs ~0.1 s here), without keep-alive: the kubelet
+    opens a fresh connection for every probe, so a stuck accept queue shows as a failure.
+    """
+
+    def __init__(self) -> None:
+        self._client: httpx.AsyncClient | None = None
+
+    async def __call__(self, url: str, timeout: float) -> bool:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                limits=httpx.Limits(max_keepalive_connections=0), trust_env=False
+            )
+        try:
+            response = await self._client.get(url, timeout=timeout)
+        except httpx.HTTPError:
+            return False
+        return 200 <= response.status_code < 400
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
 
 @dataclass
@@ -91,14 +108,15 @@ class Kubelet:
         self,
         runtime: Runtime,
         *,
-        prober: Prober = http_probe,
+        prober: Prober | None = None,
         endpoints: EndpointsListener | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.runtime = runtime
         self.spec = runtime.spec
-        self._prober = prober
+        self._own_prober = HttpProber() if prober is None else None
+        self._prober: Prober = prober or self._own_prober  # type: ignore[assignment]
         self._endpoints = endpoints
         self._sleep = sleep
         self._clock = clock
@@ -245,7 +263,12 @@ class Kubelet:
             record.prestop_finished_at = self.runtime.record("prestop_finished")
         record.sigterm_at = self.runtime.record("sigterm_sent")
         await self.runtime.kill("TERM")
-        remaining = max(deadline - self._clock(), MIN_GRACE_AFTER_PRESTOP)
+        remaining = deadline - self._clock()
+        overran = pre_stop is not None and (
+            remaining <= 0 or (pre_stop.kind == "sleep" and pre_stop.seconds >= grace)
+        )
+        if overran:
+            remaining = max(remaining, MIN_GRACE_AFTER_PRESTOP)
         code = await self.runtime.wait_exit(remaining)
         if code is None:
             record.sigkill_at = self.runtime.record("sigkill_sent")
@@ -287,6 +310,8 @@ class Kubelet:
             tasks.add(self._readiness_task)
         await self._cancel(tasks)
         self.ready = False
+        if self._own_prober is not None:
+            await self._own_prober.aclose()
 
     @staticmethod
     async def _cancel(tasks: set[asyncio.Task[None]]) -> None:

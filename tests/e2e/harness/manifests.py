@@ -20,6 +20,10 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 CHART_DIR = REPO_ROOT / "chart" / "llm-gateway"
 KIND_VALUES = REPO_ROOT / "k8s" / "values-kind.yaml"
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "gateway-manifests.yaml"
+RELEASE = "gw"
+# The gateway's Deployment and container among the release's workloads (LiteLLM, MLflow, ...).
+GATEWAY_DEPLOYMENT = f"{RELEASE}-llm-gateway"
+GATEWAY_CONTAINER = "gateway"
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ def render_chart(
     chart_dir: Path = CHART_DIR,
     values_files: tuple[Path, ...] = (),
     set_values: dict[str, str] | None = None,
-    release: str = "gw",
+    release: str = RELEASE,
 ) -> RenderedManifests:
     helm = helm_binary()
     if helm is None:

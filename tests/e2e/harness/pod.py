@@ -48,6 +48,7 @@ class Volume:
     name: str
     kind: Literal["emptyDir", "configMap", "secret", "persistentVolumeClaim"]
     files: Mapping[str, str] = field(default_factory=dict)  # configMap/secret contents
+    file_modes: Mapping[str, int] = field(default_factory=dict)  # path -> mode (defaultMode/items)
     medium: str = ""  # emptyDir: "" or "Memory"
     size_limit: str | None = None
     claim_name: str | None = None
@@ -76,6 +77,7 @@ class PodSpec:
     termination_grace_period_seconds: float
     run_as_user: int | None
     run_as_group: int | None
+    fs_group: int | None  # group owner of volume files, as the kubelet applies it
     read_only_root_filesystem: bool
     drop_capabilities: tuple[str, ...]
     allow_privilege_escalation: bool
@@ -208,9 +210,14 @@ def _volume(raw: Manifest, documents: list[Manifest]) -> Volume:
         if key in raw:
             source = raw[key]
             data = _config_data(documents, kind, source[ref_name])
+            default_mode = int(source.get("defaultMode", 0o644))
+            modes = dict.fromkeys(data, default_mode)
             if source.get("items"):
                 data = {item["path"]: data[item["key"]] for item in source["items"]}
-            return Volume(name, key, files=data)  # type: ignore[arg-type]
+                modes = {
+                    item["path"]: int(item.get("mode", default_mode)) for item in source["items"]
+                }
+            return Volume(name, key, files=data, file_modes=modes)  # type: ignore[arg-type]
     if "persistentVolumeClaim" in raw:
         return Volume(
             name, "persistentVolumeClaim", claim_name=raw["persistentVolumeClaim"]["claimName"]
@@ -258,6 +265,7 @@ def pod_spec_from_manifests(
         termination_grace_period_seconds=float(pod.get("terminationGracePeriodSeconds", 30)),
         run_as_user=security.get("runAsUser"),
         run_as_group=security.get("runAsGroup"),
+        fs_group=pod_security.get("fsGroup"),
         read_only_root_filesystem=bool(security.get("readOnlyRootFilesystem", False)),
         drop_capabilities=tuple((security.get("capabilities") or {}).get("drop") or ()),
         allow_privilege_escalation=bool(security.get("allowPrivilegeEscalation", True)),

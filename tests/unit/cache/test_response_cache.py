@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from llm_gateway.cache.embedders import HashingEmbedder
+import httpx
+
+from llm_gateway.cache.embedders import HashingEmbedder, LiteLLMEmbedder
 from llm_gateway.cache.request import cache_scope
 from llm_gateway.observability.metrics import Metrics
 from tests.unit.cache.conftest import CacheFactory, FakeClock, answer, chat, lookups
@@ -49,6 +52,10 @@ async def test_stored_answers_survive_a_restart_on_the_same_slot(make_cache: Cac
     hit = await second.lookup(request)
     assert hit is not None
     assert hit.payload == answer("Use the reset link.")
+    # The semantic index is rebuilt from the slot folder too.
+    paraphrase = await second.lookup(chat("how can I reset my password"))
+    assert paraphrase is not None
+    assert (paraphrase.tier, paraphrase.payload) == ("semantic", answer("Use the reset link."))
 
 
 async def test_a_served_payload_cannot_be_corrupted_by_the_caller(make_cache: CacheFactory) -> None:
@@ -223,3 +230,26 @@ async def test_a_collection_with_another_dimension_is_left_alone_and_a_suffixed_
     assert health["points"] == 0
     await second.store(chat("new"), answer("512-d"))
     assert await second.lookup(chat("new")) is not None
+
+
+async def test_a_remote_embedder_learns_its_dimensions_at_open_and_serves_the_semantic_tier(
+    make_cache: CacheFactory,
+) -> None:
+    offline = HashingEmbedder(dimensions=128)
+
+    def embeddings(request: httpx.Request) -> httpx.Response:
+        texts = json.loads(request.content)["input"]
+        vectors = offline.embed_sync(texts)
+        data = [{"index": i, "embedding": v} for i, v in enumerate(vectors)]
+        return httpx.Response(200, json={"data": data})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(embeddings)) as http:
+        remote = LiteLLMEmbedder(http, "http://litellm:4000", "sk-test", "embedder-model")
+        assert remote.dimensions == 0
+        cache = await make_cache(embedder=remote)
+        assert (await cache.health())["dimensions"] == 128
+        await cache.store(chat("How do I reset my password?"), answer("link"))
+        hit = await cache.lookup(chat("how can I reset my password"))
+        assert hit is not None
+        assert hit.tier == "semantic"
+        await cache.close()

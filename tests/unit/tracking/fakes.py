@@ -24,12 +24,15 @@ class FakeExporter:
         # While set to an Event, export() blocks until it is set (a hanging server).
         self.hang: threading.Event | None = None
         self.fail_after: int | None = None  # records accepted before failing mid-replay
+        self.reject_ids: set[str] = set()  # records the server refuses for good (HTTP 400)
 
     def export(self, records: list[TraceRecord]) -> None:
         if self.hang is not None:
             self.hang.wait(timeout=10)
         if self.failing:
             raise DependencyUnavailable("MLflow is down")
+        if any(r.record_id in self.reject_ids for r in records):
+            raise DependencyUnavailable("span upload: HTTP 400", extra={"rejected": True})
         if self.fail_after is not None and len(self.received) + len(records) > self.fail_after:
             raise DependencyUnavailable("MLflow went down mid-replay")
         self.batches.append(len(records))

@@ -11,7 +11,7 @@ from mlflow.entities.span import Span
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from llm_gateway.errors import DependencyUnavailable
-from llm_gateway.tracking.mlflow_export import MlflowExporter, trace_id_for
+from llm_gateway.tracking.mlflow_export import MlflowExporter, is_rejection, trace_id_for
 from llm_gateway.tracking.records import TraceError
 from tests.unit.tracking.fakes import make_record
 
@@ -25,12 +25,13 @@ class FakeMlflow:
         self.experiments: dict[str, str] = {}
         self.requests: list[httpx.Request] = []
         self.fail_path: str | None = None
+        self.fail_status = 503
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         path = request.url.path
         if path == self.fail_path:
-            return httpx.Response(503, text="busy")
+            return httpx.Response(self.fail_status, json={"error_code": "X", "message": "no"})
         if path == "/api/2.0/mlflow/experiments/get-by-name":
             name = request.url.params["experiment_name"]
             if name not in self.experiments:
@@ -144,8 +145,28 @@ def test_any_failed_call_raises(
     exporter: MlflowExporter, server: FakeMlflow, failing_path: str
 ) -> None:
     server.fail_path = failing_path
-    with pytest.raises(DependencyUnavailable, match="503"):
+    with pytest.raises(DependencyUnavailable, match="503") as failure:
         exporter.export([make_record(1)])
+    assert not is_rejection(failure.value)  # an outage: journal and retry later
+
+
+@pytest.mark.parametrize(
+    ("failing_path", "status", "rejected"),
+    [
+        pytest.param("/v1/traces", 400, True, id="span-refused"),
+        pytest.param("/api/3.0/mlflow/traces", 413, True, id="trace-too-large"),
+        pytest.param("/api/2.0/mlflow/experiments/get-by-name", 400, False, id="bad-experiment"),
+        pytest.param("/v1/traces", 500, False, id="server-error"),
+    ],
+)
+def test_only_a_refusal_of_the_records_themselves_counts_as_a_rejection(
+    exporter: MlflowExporter, server: FakeMlflow, failing_path: str, status: int, rejected: bool
+) -> None:
+    server.fail_path = failing_path
+    server.fail_status = status
+    with pytest.raises(DependencyUnavailable) as failure:
+        exporter.export([make_record(1)])
+    assert is_rejection(failure.value) is rejected
 
 
 def test_an_unreachable_server_raises_and_reports_unhealthy() -> None:

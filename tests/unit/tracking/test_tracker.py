@@ -251,3 +251,62 @@ async def test_the_replay_task_runs_every_replay_interval(
 
     assert slept == [7.5, 7.5, 7.5]
     assert [r.request_id for r in exporter.received] == ["req-1", "req-2"]
+
+
+async def test_a_record_mlflow_refuses_is_dropped_loudly_without_blocking_its_batch(
+    tracker: TraceTracker, exporter: FakeExporter, metrics: Metrics
+) -> None:
+    records = [make_record(n) for n in range(4)]
+    exporter.reject_ids = {records[2].record_id}
+    with capture_json_logs() as logs:
+        for rec in records:
+            tracker.record(rec)
+        await eventually(lambda: traces_count(metrics, "dropped") == 1)
+        await eventually(lambda: traces_count(metrics, "exported") == 3)
+
+    assert exporter.received == [records[0], records[1], records[3]]
+    (event,) = logs.events("trace_rejected")
+    assert event["level"] == "ERROR"
+    assert event["record_id"] == records[2].record_id
+    assert logs.events("trace_export_failed") == []  # a refusal is not an outage
+    assert traces_count(metrics, "journaled") == 0
+
+
+async def test_a_refused_record_in_the_journal_does_not_block_the_replay(
+    tracker: TraceTracker, exporter: FakeExporter, metrics: Metrics
+) -> None:
+    exporter.failing = True
+    records = [make_record(n) for n in range(6)]
+    for rec in records:
+        tracker.record(rec)
+    await eventually(lambda: traces_count(metrics, "journaled") == 6)
+    exporter.failing = False
+    exporter.reject_ids = {records[0].record_id}
+
+    await tracker.replay_once()
+
+    assert {r.record_id for r in exporter.received} == {r.record_id for r in records[1:]}
+    assert traces_count(metrics, "dropped") == 1
+    assert (await tracker.health())["journal_backlog"]["files"] == 0
+
+
+async def test_a_failing_journal_disk_never_breaks_the_caller_and_counts_the_loss(
+    tmp_path: Path, exporter: FakeExporter, metrics: Metrics
+) -> None:
+    not_a_directory = tmp_path / "journal"
+    not_a_directory.write_text("a file where the journal directory should be")
+    journal = TraceJournal(not_a_directory, 10**6, 5, metrics)
+    tracker = TraceTracker(exporter, journal, metrics, queue_size=1, replay_interval=15)
+
+    with capture_json_logs() as logs:
+        tracker.record(make_record(1))  # queued
+        tracker.record(make_record(2))  # queue full: the journal write fails
+
+    (event,) = logs.events("trace_journal_write_failed")
+    assert event["dropped"] == 1
+    assert traces_count(metrics, "dropped") == 1
+    exporter.failing = True
+    with capture_json_logs() as logs:
+        await tracker.close(timeout=1)
+    assert logs.events("traces_flushed")[0]["journaled"] == 0
+    assert traces_count(metrics, "dropped") == 2

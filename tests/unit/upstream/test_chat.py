@@ -93,6 +93,13 @@ async def test_cost_is_none_when_litellm_could_not_price_the_call() -> None:
         pytest.param(error_reply(422, "bad body"), UpstreamBadRequest, 400, 1, id="422"),
         pytest.param(error_reply(401, "bad key"), UpstreamAuthError, 502, 1, id="401"),
         pytest.param(error_reply(403, "forbidden"), UpstreamAuthError, 502, 1, id="403"),
+        pytest.param(
+            json_reply(400, {"error": {"message": "No connected db.", "type": "no_db_connection"}}),
+            UpstreamAuthError,
+            502,
+            1,
+            id="400-key-unknown-to-a-proxy-without-db",
+        ),
         pytest.param(error_reply(500, "boom"), UpstreamError, 502, 1, id="500-not-retried"),
         pytest.param(error_reply(502, "bad gw"), UpstreamError, 502, 4, id="502"),
         pytest.param(error_reply(503, "overloaded"), UpstreamError, 502, 4, id="503"),
@@ -246,3 +253,22 @@ async def test_an_unknown_model_does_not_mint_a_metric_label() -> None:
     name = "upstream_request_duration_seconds_count"
     assert count(name, {"model": "nope", "outcome": "ModelNotFound"}) is None
     assert count(name, {"model": "(unknown)", "outcome": "ModelNotFound"}) == 1
+
+
+async def test_the_model_group_that_answered_after_a_fallback_is_reported() -> None:
+    clock = FakeClock()
+    headers = {"x-litellm-model-group": "secondary-model", "x-litellm-attempted-fallbacks": "1"}
+    upstream = ScriptedUpstream(json_reply(200, completion(model="gpt-4o-mini"), headers))
+    result = await make_client(upstream, clock).chat(
+        {**PAYLOAD, "model": "smart-router"}, deadline=Deadline(45, clock)
+    )
+    assert result.model_used == "secondary-model"
+    assert result.provider_model == "gpt-4o-mini"
+    assert result.fallbacks == 1
+
+
+async def test_without_litellm_headers_the_body_model_is_the_model_used() -> None:
+    clock = FakeClock()
+    upstream = ScriptedUpstream(json_reply(200, completion(model="mock-gpt")))
+    result = await make_client(upstream, clock).chat(PAYLOAD, deadline=Deadline(45, clock))
+    assert (result.model_used, result.fallbacks) == ("mock-gpt", 0)

@@ -166,3 +166,13 @@ async def test_a_stream_of_comments_before_data_keeps_them_in_order() -> None:
     upstream = ScriptedUpstream(sse_reply(b": keep-alive\n\n", *HAPPY))
     events, _ = await collect(make_client(upstream, clock), Deadline(45, clock))
     assert events == [b": keep-alive\n\n", *HAPPY]
+
+
+async def test_a_stream_reports_the_model_group_that_answered() -> None:
+    clock = FakeClock()
+    reply = sse_reply(*HAPPY)
+    reply.headers["x-litellm-model-group"] = "secondary-model"
+    upstream = ScriptedUpstream(reply)
+    _, stream = await collect(make_client(upstream, clock), Deadline(45, clock))
+    assert stream.model_used == "secondary-model"  # type: ignore[attr-defined]
+    assert stream.provider_model == "gpt-4o-mini-2024-07-18"  # type: ignore[attr-defined]

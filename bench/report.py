@@ -1,0 +1,463 @@
+"""bench/results.json -> bench/RESULTS.md (tables, targets met or missed) and bench/plots/*.png.
+
+    .venv/bin/python -m bench.report      # re-render from the last run's results.json
+
+Added latency is the scenario's percentile minus the direct call's percentile at the same
+concurrency, in the same run. bench/analysis.md (hand-written reading of a run), when present,
+is appended verbatim.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench import plots
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+LABELS = {
+    "direct": "1 direct → mock",
+    "litellm": "2 LiteLLM → mock",
+    "gw_full": "3 gateway (full chain) → mock",
+    "gw_litellm": "4 gateway → LiteLLM → mock",
+    "gw_floor": "5 gateway floor → mock",
+    "gw_httpx": "3 with UPSTREAM_TRANSPORT=httpx",
+}
+
+
+def ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def added(results: dict[str, Any], name: str, conc: str, q: str) -> float | None:
+    lat = results["latency"]
+    try:
+        return float(lat[name][conc]["latency_ms"][q] - lat["direct"][conc]["latency_ms"][q])
+    except KeyError:
+        return None
+
+
+def latency_section(results: dict[str, Any]) -> list[str]:
+    out = ["## Latency at 0 ms mock delay (ms; added = scenario - direct, same percentile)", ""]
+    for conc in ("c1", "c64"):
+        rows = []
+        for name, by_conc in results["latency"].items():
+            r = by_conc[conc]
+            lat = r["latency_ms"]
+            rows.append(
+                [
+                    LABELS.get(name, name),
+                    ms(lat.get("p50")),
+                    ms(lat.get("p90")),
+                    ms(lat.get("p99")),
+                    ms(added(results, name, conc, "p50")),
+                    ms(added(results, name, conc, "p90")),
+                    ms(added(results, name, conc, "p99")),
+                    f"{r['rps']:.0f}",
+                    f"{r['error_rate']:.2%}",
+                ]
+            )
+        out.append(f"### concurrency {conc[1:]}")
+        out.append("")
+        out += table(
+            [
+                "scenario",
+                "p50",
+                "p90",
+                "p99",
+                "added p50",
+                "added p90",
+                "added p99",
+                "RPS",
+                "errors",
+            ],
+            rows,
+        )
+    return out
+
+
+def rps_section(results: dict[str, Any]) -> list[str]:
+    rps = results["rps"]
+    direct = rps.get("direct", {}).get("best", {}).get("rps")
+    peer = rps.get("litellm", {}).get("best", {}).get("rps")
+    rows = []
+    for name, entry in rps.items():
+        best = entry["best"]
+        rows.append(
+            [
+                LABELS.get(name, name),
+                str(best["concurrency"]),
+                f"{best['rps']:.0f}",
+                ms(best["latency_ms"].get("p99")),
+                f"{best['error_rate']:.3%}",
+                "yes" if best["meets_slo"] else "no",
+                f"{best['rps'] / direct:.2f}x" if direct else "-",
+                f"{best['rps'] / peer:.1f}x" if peer else "-",
+            ]
+        )
+    return [
+        "## Sustained RPS at 20 ms mock delay (closed loop; highest concurrency of 64/32/16/8 "
+        "with p99 < 1 s and errors < 0.1 %)",
+        "",
+        *table(
+            [
+                "scenario",
+                "concurrency",
+                "RPS",
+                "p99 ms",
+                "errors",
+                "meets SLO",
+                "vs direct",
+                "vs LiteLLM",
+            ],
+            rows,
+        ),
+    ]
+
+
+def transport_section(results: dict[str, Any]) -> list[str]:
+    lat = results["latency"]
+    if "gw_httpx" not in lat:
+        return []
+    rows = []
+    for name, label in (("gw_full", "httpx-aiohttp (aiohttp)"), ("gw_httpx", "httpx default")):
+        c1, c64 = lat[name]["c1"]["latency_ms"], lat[name]["c64"]
+        rows.append(
+            [
+                label,
+                ms(c1.get("p50")),
+                ms(c1.get("p99")),
+                ms(c64["latency_ms"].get("p99")),
+                f"{c64['rps']:.0f}",
+            ]
+        )
+    return [
+        "## Upstream transport (scenario 3, UPSTREAM_TRANSPORT switched)",
+        "",
+        *table(["transport", "c=1 p50 ms", "c=1 p99 ms", "c=64 p99 ms", "c=64 RPS"], rows),
+    ]
+
+
+def cache_section(results: dict[str, Any]) -> list[str]:
+    rows = []
+    for name in ("exact_hit", "semantic_hit"):
+        entry = results["cache"].get(name)
+        if not entry:
+            rows.append([name, "-", "-", "-", "-", "not measured"])
+            continue
+        c1, c64 = entry["c1"], entry["c64"]
+        rows.append(
+            [
+                name,
+                ms(c1["latency_ms"].get("p50")),
+                ms(c1["latency_ms"].get("p99")),
+                ms(c64["latency_ms"].get("p99")),
+                f"{c64['rps']:.0f}",
+                ", ".join(f"{k}: {v}" for k, v in {**c1["headers"]}.items()),
+            ]
+        )
+    pair = results["cache"].get("semantic_pair")
+    lines = [
+        "## Cache hits (scenario 6, gateway full chain; X-Cache header counted to prove the tier)",
+        "",
+        *table(
+            ["path", "c=1 p50 ms", "c=1 p99 ms", "c=64 p99 ms", "c=64 RPS", "X-Cache at c=1"], rows
+        ),
+    ]
+    if pair:
+        lines += [
+            f"Semantic hit: stored “{pair['a']}”, asked “{pair['b']}” "
+            f"(hashing-embedder cosine {pair['similarity']:.3f}).",
+            "",
+        ]
+    return lines
+
+
+def stream_section(results: dict[str, Any]) -> list[str]:
+    stream = results["stream"]
+    if "direct" not in stream:
+        return []
+    rows = []
+    for conc in ("c1", "c16"):
+        base = stream["direct"][conc]
+        for name, entry in stream.items():
+            r = entry[conc]
+            ttft, gap = r["ttft_ms"], r["chunk_gap_ms"]
+            rows.append(
+                [
+                    LABELS.get(name, name),
+                    conc[1:],
+                    ms(ttft.get("p50")),
+                    ms(ttft.get("p99")),
+                    ms(ttft.get("p50", 0) - base["ttft_ms"].get("p50", 0)),
+                    ms(ttft.get("p99", 0) - base["ttft_ms"].get("p99", 0)),
+                    ms(gap.get("p50")),
+                    ms(gap.get("p99")),
+                    f"{r['error_rate']:.2%}",
+                ]
+            )
+    return [
+        "## Streaming (scenario 7; 16 chunks, 5 ms apart at the mock)",
+        "",
+        *table(
+            [
+                "scenario",
+                "c",
+                "TTFT p50",
+                "TTFT p99",
+                "added TTFT p50",
+                "added TTFT p99",
+                "chunk gap p50",
+                "chunk gap p99",
+                "errors",
+            ],
+            rows,
+        ),
+    ]
+
+
+def process_section(results: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, ready in results.get("ready_s", {}).items():
+        idle = results.get("rss_idle_mb", {}).get(name, [])
+        loaded = results.get("rss_loaded_mb", {}).get(name, [])
+        rows.append(
+            [
+                LABELS.get(name, name),
+                f"{ready:.2f}",
+                ", ".join(f"{v:.0f}" for v in idle),
+                ", ".join(f"{v:.0f}" for v in loaded),
+            ]
+        )
+    lines = [
+        "## Process: start to Ready, RSS per worker (1 worker each)",
+        "",
+        *table(["gateway", "start → /readyz 200 (s)", "idle RSS MB", "loaded RSS MB"], rows),
+    ]
+    if results.get("litellm_ready_s"):
+        lines += [f"LiteLLM proxy start to ready: {results['litellm_ready_s']:.1f} s.", ""]
+    drain = results.get("drain")
+    if drain:
+        lines += [
+            "### Drain",
+            "",
+            f"{drain['in_flight']} requests in flight (mock delay {drain['mock_delay_ms']} ms), "
+            f"SIGTERM to the gunicorn master: exited {drain['exit_code']} after "
+            f"{drain['sigterm_to_exit_s']:.2f} s; {drain['completed_ok']}/{drain['in_flight']} "
+            f"answered 200, errors {drain['errors'] or 'none'}; `graceful_shutdown_completed` "
+            f"logged: {drain['graceful_shutdown_logged']}.",
+            "",
+        ]
+    soak = results.get("soak")
+    if soak:
+        first, last = soak["samples"][0][1], soak["samples"][-1][1]
+        lines += [
+            "### Memory soak",
+            "",
+            f"{soak['minutes']:.0f} min at {soak['rate']} req/s (unique prompts, full chain): "
+            f"RSS {first:.0f} → {last:.0f} MB, slope after the first minute "
+            f"{soak['slope_mb_per_min']:.2f} MB/min; {soak['rps']:.0f} RPS, "
+            f"errors {soak['errors'] or 'none'}.",
+            "",
+        ]
+    return lines
+
+
+def semantic_section(results: dict[str, Any]) -> list[str]:
+    quality = results["semantic_quality"]
+    lines = [
+        "## Semantic cache quality (tests/data/semantic_pairs.jsonl)",
+        "",
+        f"{quality['pairs']} pairs: {quality['paraphrases']} paraphrases, "
+        f"{quality['non_paraphrases']} non-paraphrases ({quality['kinds']}).",
+        "",
+    ]
+    for name, fig in quality["embedders"].items():
+        rows = [
+            [f"{r['threshold']:.2f}", f"{r['hit_rate']:.0%}", f"{r['false_hit_rate']:.1%}"]
+            for r in fig["curve"]
+            if round(r["threshold"] * 100) % 5 == 0 or r["threshold"] in (0.92, 0.93)
+        ]
+        rec, shipped = fig["recommended"], fig["at_shipped"]
+        lines += [f"### {name}", "", *table(["threshold", "hit rate", "false-hit rate"], rows)]
+        lines += [
+            f"Lowest threshold with no false hit: **{rec['threshold']:.2f}** (paraphrase hit "
+            f"rate {rec['hit_rate']:.0%}). Shipped SEMANTIC_CACHE_THRESHOLD "
+            f"{quality['shipped_threshold']}: hit rate {shipped['hit_rate']:.0%}, false-hit "
+            f"rate {shipped['false_hit_rate']:.1%}"
+            + (
+                " — the curve supports it (no false hit, with a margin above the last threshold "
+                "that has one)."
+                if shipped["false_hit_rate"] == 0
+                else f" — false hits at the shipped value: {fig['false_hits_at_shipped_by_kind']}."
+            ),
+            "",
+        ]
+    for name, why in quality["not_evaluated"].items():
+        lines += [f"Not evaluated: `{name}` embedder — {why}.", ""]
+    return lines
+
+
+def profile_section(results: dict[str, Any]) -> list[str]:
+    prof = results.get("profile")
+    if not prof:
+        return []
+    if "error" in prof:
+        return ["## Profile", "", prof["error"], ""]
+    areas = [[a["area"], f"{a['share']:.1%}"] for a in prof["areas"]]
+    top = [[f"`{f['frame']}`", f"{f['share']:.1%}"] for f in prof["self"][:15]]
+    return [
+        f"## Profile of scenario 3 under load (py-spy, {prof['samples']} samples of the worker "
+        f"at c=64; {prof['load']['rps']:.0f} RPS during sampling)",
+        "",
+        "Share of samples whose stack passes through each part (inclusive; parts nest, so "
+        "shares overlap):",
+        "",
+        *table(["part", "share of samples"], areas),
+        "Leaf frames (self time):",
+        "",
+        *table(["frame", "self"], top),
+    ]
+
+
+def targets(results: dict[str, Any]) -> list[str]:
+    rows: list[list[str]] = []
+
+    def check(
+        name: str, value: float | None, limit: float, unit: str, smaller: bool = True
+    ) -> None:
+        if value is None:
+            rows.append([name, "-", "not measured"])
+            return
+        ok = value <= limit if smaller else value >= limit
+        sign = "≤" if smaller else "≥"
+        rows.append([name, f"{value:.2f} {unit} ({sign} {limit:g})", "met" if ok else "MISSED"])
+
+    check("added p50 at c=1 (gateway → mock)", added(results, "gw_full", "c1", "p50"), 1.5, "ms")
+    check("added p99 at c=1 (gateway → mock)", added(results, "gw_full", "c1", "p99"), 5, "ms")
+    gw, peer = added(results, "gw_full", "c1", "p99"), added(results, "litellm", "c1", "p99")
+    check(
+        "gateway added p99 / LiteLLM added p99",
+        gw / peer if gw is not None and peer else None,
+        0.2,
+        "x",
+    )
+    rps = results["rps"]
+    if "gw_full" in rps and "litellm" in rps:
+        check(
+            "RPS gateway / LiteLLM at 20 ms",
+            rps["gw_full"]["best"]["rps"] / rps["litellm"]["best"]["rps"],
+            10,
+            "x",
+            False,
+        )
+    if "gw_full" in rps and "gw_floor" in rps:
+        cost = 1 - rps["gw_full"]["best"]["rps"] / rps["gw_floor"]["best"]["rps"]
+        check("full chain throughput cost vs floor (20 ms)", cost * 100, 10, "%")
+    lat = results["latency"]
+    if "gw_full" in lat and "gw_floor" in lat:
+        cost = 1 - lat["gw_full"]["c64"]["rps"] / lat["gw_floor"]["c64"]["rps"]
+        check("full chain throughput cost vs floor (0 ms, CPU-bound)", cost * 100, 10, "%")
+    check("start to Ready (full chain)", results.get("ready_s", {}).get("gw_full"), 3, "s")
+    idle = results.get("rss_idle_mb", {}).get("gw_full")
+    check("idle RSS per worker (full chain)", max(idle) if idle else None, 120, "MB")
+    cache = results["cache"]
+    for name, limit in (("exact_hit", 5), ("semantic_hit", 20)):
+        entry = cache.get(name)
+        value = entry["c1"]["latency_ms"].get("p99") if entry else None
+        check(f"{name.replace('_', '-')} p99 at c=1", value, limit, "ms")
+    soak = results.get("soak")
+    if soak:
+        check("soak memory slope", soak["slope_mb_per_min"], 0.5, "MB/min")
+    else:
+        rows.append(["memory flat under 10-min soak", "-", "not run (BENCH_SOAK=1)"])
+    return ["## Targets (issue 6)", "", *table(["target", "measured", "result"], rows)]
+
+
+def headline(results: dict[str, Any]) -> list[str]:
+    lat, rps = results["latency"], results["rps"]
+    lines = ["## Headline", ""]
+    gw, peer = added(results, "gw_full", "c1", "p50"), added(results, "litellm", "c1", "p50")
+    gw99, peer99 = added(results, "gw_full", "c1", "p99"), added(results, "litellm", "c1", "p99")
+    if gw is not None and peer:
+        lines.append(
+            f"- At c=1 the gateway (full chain) adds {gw:.2f} ms p50 / {gw99:.2f} ms p99 over a "
+            f"direct call; LiteLLM proxy adds {peer:.2f} ms / {peer99:.2f} ms "
+            f"(gateway = {gw / peer:.2f}x / {(gw99 or 0) / (peer99 or 1):.2f}x of LiteLLM's cost)."
+        )
+    if "gw_full" in rps and "litellm" in rps and "direct" in rps:
+        g, p, d = (rps[n]["best"]["rps"] for n in ("gw_full", "litellm", "direct"))
+        lines.append(
+            f"- Sustained RPS at the 20 ms mock: gateway {g:.0f}, LiteLLM {p:.0f}, direct {d:.0f} "
+            f"→ gateway = {g / p:.1f}x LiteLLM, {g / d:.2f}x direct."
+        )
+    if "gw_full" in lat and "gw_floor" in lat:
+        f_, g_ = lat["gw_floor"]["c64"]["rps"], lat["gw_full"]["c64"]["rps"]
+        lines.append(
+            f"- CPU-bound (0 ms mock, c=64): floor {f_:.0f} RPS, full chain {g_:.0f} RPS "
+            f"(the optional chain costs {1 - g_ / f_:.0%} of throughput)."
+        )
+    return [*lines, ""]
+
+
+def write(results: dict[str, Any]) -> None:
+    made = plots.draw(results, BENCH / "plots")
+    m = results["machine"]
+    lines = [
+        "# Benchmark results",
+        "",
+        "Regenerated by `make bench` (bench/run.py → bench/results.json → bench/report.py). "
+        "Absolute times depend on the machine; the ratios are the point.",
+        "",
+        f"- Machine: {m['cpu_model']}, {m['cores']} cores, Linux {m['kernel']}, "
+        f"Python {m['python']}; run {m['date']}"
+        + (" (BENCH_QUICK smoke run)" if m["quick"] else ""),
+        "- Pinning: every server process (mock, LiteLLM proxy, gateways) on core 0 via "
+        "`taskset`, the load generator (bench/loadgen.py, asyncio + aiohttp, exact latency "
+        "lists) on core 1 via `os.sched_setaffinity`. The mock shares core 0 with the server "
+        "under test, as it does for LiteLLM.",
+        "- One gunicorn worker per gateway and `--num_workers 1` for LiteLLM, for a per-core "
+        "comparison. Same request body everywhere: OpenAI `POST /v1/chat/completions`, a "
+        "unique prompt per request (every gateway request is an exact- and semantic-cache "
+        "miss), ~1 KB response.",
+        "- Full chain (scenarios 3, 4): JWT verify, rate limit (limits far above the load), "
+        "guard, exact+semantic cache miss (hashing embedder, Qdrant local mode) and store, "
+        "tracking to the local journal, OpenTelemetry spans (no exporter), JSON access log, "
+        "Prometheus metrics. Floor (5): all of those off except JWT.",
+        "",
+        *headline(results),
+        *targets(results),
+        *latency_section(results),
+        *rps_section(results),
+        *transport_section(results),
+        *cache_section(results),
+        *stream_section(results),
+        *process_section(results),
+        *semantic_section(results),
+        *profile_section(results),
+        "## Plots",
+        "",
+        *[f"![{p.stem}](plots/{p.name})" for p in made],
+        "",
+    ]
+    analysis = BENCH / "analysis.md"
+    if analysis.exists():
+        lines += [analysis.read_text()]
+    (BENCH / "RESULTS.md").write_text("\n".join(lines))
+
+
+def main() -> int:
+    write(json.loads((BENCH / "results.json").read_text()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,307 @@
+"""`make bench`: every scenario of issue 6 in one run, then bench/RESULTS.md and bench/plots/.
+
+    .venv/bin/python -m bench.run            # ~6-10 min
+    BENCH_QUICK=1 .venv/bin/python -m bench.run   # 1-2 min smoke run, same tables
+    BENCH_SOAK=1 .venv/bin/python -m bench.run    # adds the 10-minute memory soak
+
+Servers (mock, LiteLLM proxy, gateways with ONE worker each) run pinned to core 0, the load
+generator to core 1. The mock's delay is switched at runtime (0 ms, then 20 ms) through its
+control endpoint, so every scenario talks to the same mock process. Raw results go to
+bench/results.json; bench.report turns them into RESULTS.md and the plots.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import profile, report, semantic_quality
+from bench.stack import (
+    FLOOR,
+    FULL_CHAIN,
+    LITELLM_KEY,
+    LOADGEN_CPU,
+    ROOT,
+    Gateway,
+    free_port,
+    set_mock,
+    start_litellm,
+    start_mock,
+    users_json,
+)
+
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+SOAK = os.environ.get("BENCH_SOAK") == "1"
+DURATION = 2.0 if QUICK else 6.0  # seconds measured per latency run
+RPS_DURATION = 3.0 if QUICK else 10.0
+WARMUP = 0.5 if QUICK else 1.0
+MODEL = "fake-model"
+CHAT_PATH = "/v1/chat/completions"
+
+
+def chat_body(prompt: str, stream: bool = False) -> str:
+    body: dict[str, Any] = {"model": MODEL, "messages": [{"role": "user", "content": prompt}]}
+    if stream:
+        body["stream"] = True
+    return json.dumps(body)
+
+
+UNIQUE_BODY = chat_body("Explain item __N__ of the catalogue in two sentences.")
+
+
+def loadgen(spec: dict[str, Any], *, background: bool = False) -> Any:
+    """Run bench.loadgen in its own process; return its result (or the Popen and out path)."""
+    spec = {"cpu": LOADGEN_CPU, "warmup": WARMUP, **spec}
+    work = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    (work / "spec.json").write_text(json.dumps(spec))
+    argv = [sys.executable, "-m", "bench.loadgen", "--spec", str(work / "spec.json")]
+    argv += ["--out", str(work / "out.json")]
+    proc = subprocess.Popen(argv, cwd=ROOT)
+    if background:
+        return proc, work / "out.json"
+    if proc.wait() != 0:
+        raise RuntimeError(f"loadgen failed: {spec}")
+    return json.loads((work / "out.json").read_text())
+
+
+class Bench:
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.results: dict[str, Any] = {"latency": {}, "rps": {}, "cache": {}, "stream": {}}
+        self.targets: dict[str, tuple[str, dict[str, str]]] = {}
+
+    def log(self, message: str) -> None:
+        sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
+        sys.stderr.flush()
+
+    def measure(self, target: str, concurrency: int, body: str = UNIQUE_BODY, **extra: Any) -> Any:
+        url, headers = self.targets[target]
+        spec = {"url": url, "headers": headers, "body": body, "concurrency": concurrency}
+        spec.setdefault("duration", DURATION)
+        spec.update(extra)
+        result = loadgen(spec)
+        lat = result["latency_ms"]
+        self.log(
+            f"{target} c={concurrency}: {result['rps']:.0f} rps, p50 {lat.get('p50', 0):.2f} ms, "
+            f"p99 {lat.get('p99', 0):.2f} ms, errors {result['errors']}"
+        )
+        return result
+
+    # --- scenarios -----------------------------------------------------------------------------
+    def latency(self, names: list[str]) -> None:
+        for name in names:
+            self.results["latency"][name] = {f"c{c}": self.measure(name, c) for c in (1, 64)}
+
+    def sustained_rps(self, names: list[str]) -> None:
+        # Closed loop at falling concurrency until p99 < 1 s and errors < 0.1 % both hold.
+        for name in names:
+            tried = []
+            for concurrency in (64, 32, 16, 8):
+                result = self.measure(name, concurrency, duration=RPS_DURATION)
+                result["meets_slo"] = (
+                    result["latency_ms"].get("p99", 1e9) < 1000 and result["error_rate"] < 0.001
+                )
+                tried.append(result)
+                if result["meets_slo"]:
+                    break
+            best = max(tried, key=lambda r: (r["meets_slo"], r["rps"]))
+            self.results["rps"][name] = {"best": best, "tried": tried}
+
+    def cache_hits(self, gateway: Gateway, pair: dict[str, Any] | None) -> None:
+        url = gateway.url + CHAT_PATH
+        exact = chat_body("What is the capital of France?")
+        httpx.post(url, content=exact, headers=gateway.auth, timeout=10).raise_for_status()
+        self.targets["exact_hit"] = (url, gateway.auth)
+        self.results["cache"]["exact_hit"] = {
+            f"c{c}": self.measure("exact_hit", c, exact, count_header="x-cache") for c in (1, 64)
+        }
+        if pair is None:
+            self.results["cache"]["semantic_hit"] = None
+            return
+        stored, paraphrase = chat_body(pair["a"]), chat_body(pair["b"])
+        httpx.post(url, content=stored, headers=gateway.auth, timeout=10).raise_for_status()
+        time.sleep(0.5)  # the store runs in the background after the answer
+        self.targets["semantic_hit"] = (url, gateway.auth)
+        self.results["cache"]["semantic_hit"] = {
+            f"c{c}": self.measure("semantic_hit", c, paraphrase, count_header="x-cache")
+            for c in (1, 64)
+        }
+        self.results["cache"]["semantic_pair"] = pair
+
+    def streaming(self, names: list[str]) -> None:
+        body = chat_body("Stream item __N__ of the catalogue.", stream=True)
+        for name in names:
+            self.results["stream"][name] = {
+                f"c{c}": self.measure(name, c, body, stream=True) for c in (1, 16)
+            }
+
+    def drain(self, gateway: Gateway, mock_url: str, in_flight: int, delay_ms: int) -> None:
+        set_mock(mock_url, latency_ms=delay_ms)
+        url, headers = self.targets["gw_full"]
+        proc, out = loadgen(
+            {
+                "url": url,
+                "headers": headers,
+                "body": UNIQUE_BODY,
+                "concurrency": in_flight,
+                "requests": in_flight,
+                "warmup": 0.0,
+                "timeout": 60,
+            },
+            background=True,
+        )
+        time.sleep(min(1.0, delay_ms / 2000))  # let every request reach the mock
+        signalled = time.monotonic()
+        gateway.terminate()
+        code = gateway.process.proc.wait(timeout=60)
+        exited = time.monotonic() - signalled
+        proc.wait(timeout=60)
+        result = json.loads(out.read_text())
+        self.results["drain"] = {
+            "in_flight": in_flight,
+            "mock_delay_ms": delay_ms,
+            "sigterm_to_exit_s": exited,
+            "exit_code": code,
+            "completed_ok": result["ok"],
+            "errors": result["errors"],
+            "graceful_shutdown_logged": "graceful_shutdown_completed" in gateway.process.output(),
+        }
+        self.log(f"drain: {self.results['drain']}")
+        set_mock(mock_url, latency_ms=0)
+
+    def soak(self, gateway: Gateway, minutes: float) -> None:
+        url, headers = self.targets["gw_full"]
+        duration = minutes * 60
+        proc, out = loadgen(
+            {
+                "url": url,
+                "headers": headers,
+                "body": UNIQUE_BODY,
+                "rate": 200,
+                "concurrency": 256,
+                "duration": duration,
+                "warmup": 0.0,
+            },
+            background=True,
+        )
+        samples: list[tuple[float, float]] = []
+        started = time.monotonic()
+        while proc.poll() is None:
+            samples.append((time.monotonic() - started, sum(gateway.worker_rss_mb())))
+            time.sleep(10)
+        result = json.loads(out.read_text())
+        self.results["soak"] = {
+            "minutes": minutes,
+            "rate": 200,
+            "samples": samples,
+            "slope_mb_per_min": slope(samples) * 60,
+            "rps": result["rps"],
+            "errors": result["errors"],
+        }
+        self.log(f"soak slope {self.results['soak']['slope_mb_per_min']:.2f} MB/min")
+
+
+def slope(samples: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, MB) after the first minute (warm-up growth excluded)."""
+    points = [p for p in samples if p[0] >= 60] or samples
+    if len(points) < 2:
+        return 0.0
+    mean_x = sum(x for x, _ in points) / len(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    num = sum((x - mean_x) * (y - mean_y) for x, y in points)
+    den = sum((x - mean_x) ** 2 for x, _ in points)
+    return num / den if den else 0.0
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return {
+        "cpu_model": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "quick": QUICK,
+    }
+
+
+def main() -> int:
+    logs = ROOT / "bench" / ".work"
+    logs.mkdir(parents=True, exist_ok=True)
+    bench = Bench(logs)
+    results = bench.results
+    results["machine"] = machine()
+    quality = semantic_quality.evaluate()
+    results["semantic_quality"] = quality
+    users = users_json()
+    mock = start_mock(free_port(), logs)
+    started: list[Any] = [mock.stop]
+    try:
+        bench.log("starting the LiteLLM proxy (its venv is built on first use)")
+        litellm = start_litellm(mock.url, free_port(), logs)
+        started.append(litellm.stop)
+        results["litellm_ready_s"] = litellm.ready_seconds
+        gateways: dict[str, Gateway] = {}
+        plan = {
+            "gw_full": (mock.url, FULL_CHAIN),
+            "gw_floor": (mock.url, FLOOR),
+            "gw_httpx": (mock.url, {**FULL_CHAIN, "UPSTREAM_TRANSPORT": "httpx"}),
+            "gw_litellm": (litellm.url, FULL_CHAIN),
+        }
+        for name, (upstream, settings) in plan.items():
+            gateway = Gateway(name, free_port(), upstream, settings, logs, users)
+            gateways[name] = gateway
+            started.append(gateway.stop)
+            bench.log(f"{name} ready in {gateway.ready_seconds:.2f}s")
+        bench.targets["direct"] = (mock.url + CHAT_PATH, {})
+        bench.targets["litellm"] = (
+            litellm.url + CHAT_PATH,
+            {"Authorization": f"Bearer {LITELLM_KEY}"},
+        )
+        for name, gateway in gateways.items():
+            bench.targets[name] = (gateway.url + CHAT_PATH, gateway.auth)
+        results["ready_s"] = {name: g.ready_seconds for name, g in gateways.items()}
+        results["rss_idle_mb"] = {name: g.worker_rss_mb() for name, g in gateways.items()}
+
+        set_mock(mock.url, latency_ms=0)
+        bench.latency(["direct", "litellm", "gw_full", "gw_litellm", "gw_floor", "gw_httpx"])
+        bench.cache_hits(gateways["gw_full"], quality["hit_pair"])
+        set_mock(mock.url, stream_chunks=16, chunk_delay_ms=5)
+        bench.streaming(["direct", "litellm", "gw_full", "gw_litellm"])
+        set_mock(mock.url, latency_ms=20, stream_chunks=3, chunk_delay_ms=0)
+        bench.sustained_rps(["direct", "litellm", "gw_full", "gw_litellm", "gw_floor"])
+        set_mock(mock.url, latency_ms=0)
+        results["profile"] = profile.record(gateways["gw_full"], bench, seconds=4 if QUICK else 12)
+        results["rss_loaded_mb"] = {name: g.worker_rss_mb() for name, g in gateways.items()}
+        if SOAK:
+            bench.soak(gateways["gw_full"], minutes=10)
+        bench.drain(gateways["gw_full"], mock.url, in_flight=50, delay_ms=2000)
+    finally:
+        for stop in reversed(started):
+            try:
+                stop()
+            except Exception as exc:  # keep stopping the others
+                bench.log(f"stop failed: {exc!r}")
+        out = ROOT / "bench" / "results.json"
+        out.write_text(json.dumps(results, indent=1))
+    report.write(results)
+    bench.log("wrote bench/RESULTS.md and bench/plots/")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,242 @@
+"""The processes a benchmark run measures: the mock upstream, the LiteLLM proxy, gateways.
+
+Every server process is started under `taskset -c <SERVER_CPU>` (and so are the workers it
+forks); the load generator pins itself to LOADGEN_CPU. On this 2-core machine that is core 0
+for every server and core 1 for the client, so the client never steals the server's CPU.
+The LiteLLM proxy's venv and argv come from devstack.litellm (never the service's .venv).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+from devstack.litellm import PROXY_ENV, READY_PATH, ensure_litellm_venv, proxy_argv
+from devstack.litellm_config import fake_upstream_config, write_config
+from devstack.processes import ServiceProcess
+from devstack.venvs import clean_env
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVER_CPU = 0
+LOADGEN_CPU = 1
+JWT_SECRET = "bench-signing-key-0123456789abcdef-0123456789"  # loopback only, never shipped
+LITELLM_KEY = "sk-bench-" + secrets.token_hex(16)  # fresh per run; the proxy needs one
+BENCH_USER = "bench"
+BENCH_PASSWORD = "bench-password-not-secret"  # a throwaway local account
+
+# The full chain: everything optional on, limits far above what the load can reach.
+FULL_CHAIN: dict[str, str] = {
+    "CACHE_ENABLED": "true",
+    "SEMANTIC_CACHE_ENABLED": "true",
+    "TRACKING_ENABLED": "true",  # no MLFLOW_TRACKING_URI: traces go to the local journal
+    "RATE_LIMIT_ENABLED": "true",
+    "RATE_LIMIT_USER": "100000000/minute",
+    "RATE_LIMIT_IP": "100000000/minute",
+    "GUARD_ENABLED": "true",
+    "TRACING_ENABLED": "true",
+    "ACCESS_LOG_ENABLED": "true",
+    "METRICS_ENABLED": "true",
+}
+# The floor: every optional layer off (JWT verification cannot be switched off).
+FLOOR: dict[str, str] = {
+    "CACHE_ENABLED": "false",
+    "SEMANTIC_CACHE_ENABLED": "false",
+    "TRACKING_ENABLED": "false",
+    "RATE_LIMIT_ENABLED": "false",
+    "GUARD_ENABLED": "false",
+    "TRACING_ENABLED": "false",
+    "ACCESS_LOG_ENABLED": "false",
+    "METRICS_ENABLED": "false",
+}
+
+
+def pinned(argv: list[str]) -> list[str]:
+    taskset = shutil.which("taskset")
+    if taskset is None or (os.cpu_count() or 1) < 2:
+        return argv
+    return [taskset, "-c", str(SERVER_CPU), *argv]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of one process from /proc (Linux), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name may contain spaces and parentheses: fields start after the last ')'.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def start_mock(port: int, logs: Path) -> ServiceProcess:
+    argv = [sys.executable, "-m", "devstack.fake_upstream", "--port", str(port)]
+    argv += ["--response-bytes", "1024"]
+    env = clean_env()
+    env["PYTHONPATH"] = str(ROOT)
+    process = ServiceProcess(
+        "mock", pinned(argv), url=f"http://127.0.0.1:{port}", log_path=logs / "mock.log", env=env
+    )
+    process.wait_ready("/_health", timeout=30)
+    return process
+
+
+def set_mock(mock_url: str, **controls: Any) -> None:
+    response = httpx.post(f"{mock_url}/_control", json=controls, timeout=5)
+    response.raise_for_status()
+
+
+def start_litellm(mock_url: str, port: int, logs: Path) -> ServiceProcess:
+    venv = ensure_litellm_venv(ROOT)
+    config = write_config(fake_upstream_config(mock_url), logs / "litellm-config.yaml")
+    env = clean_env()
+    env.update(PROXY_ENV)
+    env["LITELLM_MASTER_KEY"] = LITELLM_KEY
+    process = ServiceProcess(
+        "litellm proxy",
+        pinned(proxy_argv(venv, config, port)),
+        url=f"http://127.0.0.1:{port}",
+        log_path=logs / "litellm.log",
+        env=env,
+        cwd=config.parent,
+    )
+    try:
+        process.wait_ready(READY_PATH, timeout=180)
+    except BaseException:
+        process.stop()
+        raise
+    return process
+
+
+def password_hash(password: str) -> str:
+    out = subprocess.run(
+        [str(ROOT / ".venv/bin/llm-gateway"), "hash-password", "--password", password],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+class Gateway:
+    """One gateway: gunicorn master + `workers` uvicorn workers, started as production does."""
+
+    def __init__(
+        self,
+        name: str,
+        port: int,
+        upstream_url: str,
+        settings: Mapping[str, str],
+        logs: Path,
+        users_json: str,
+        *,
+        workers: int = 1,
+    ) -> None:
+        self.name = name
+        self.url = f"http://127.0.0.1:{port}"
+        data_dir = logs / f"{name}-data"
+        shutil.rmtree(data_dir, ignore_errors=True)
+        env = clean_env()
+        env.update(
+            {
+                "ENVIRONMENT": "production",
+                "JWT_SECRET_KEY": JWT_SECRET,
+                "LITELLM_BASE_URL": upstream_url,
+                "HOST": "127.0.0.1",
+                "PORT": str(port),
+                "WEB_CONCURRENCY": str(workers),
+                "DATA_DIR": str(data_dir),
+                "USERS_JSON": users_json,
+                "LITELLM_API_KEY": LITELLM_KEY,
+                "RETRY_MAX_ATTEMPTS": "0",  # a failure must show as an error, not as latency
+                "LOG_LEVEL": "INFO",
+                **settings,
+            }
+        )
+        argv = [sys.executable, "-m", "gunicorn", "-c", "python:llm_gateway.gunicorn_conf"]
+        argv.append("llm_gateway.app:create_app()")
+        self.started = time.monotonic()
+        self.process = ServiceProcess(
+            f"gateway {name}", pinned(argv), url=self.url, log_path=logs / f"{name}.log", env=env
+        )
+        self.ready_seconds = self._wait_ready()
+        self.token = self.login()
+
+    def _wait_ready(self, timeout: float = 60.0) -> float:
+        # Polled every 20 ms so the measured start-to-Ready time is accurate to that.
+        deadline = self.started + timeout
+        with httpx.Client(timeout=1.0) as client:
+            while time.monotonic() < deadline:
+                if not self.process.running():
+                    raise RuntimeError(f"{self.name} exited:\n{self.process.output()[-3000:]}")
+                try:
+                    if client.get(f"{self.url}/readyz").status_code == 200:
+                        return time.monotonic() - self.started
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.02)
+        self.process.stop()
+        raise RuntimeError(f"{self.name} not ready in {timeout}s:\n{self.process.output()[-3000:]}")
+
+    def login(self) -> str:
+        response = httpx.post(
+            f"{self.url}/auth/login",
+            json={"username": BENCH_USER, "password": BENCH_PASSWORD},
+            timeout=10,
+        )
+        response.raise_for_status()
+        token: str = response.json()["access_token"]
+        return token
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def workers(self) -> list[int]:
+        # `taskset` execs gunicorn, so the process we started is the master itself.
+        return children(self.process.pid)
+
+    def worker_rss_mb(self) -> list[float]:
+        return [rss_mb(pid) for pid in self.workers()]
+
+    def stop(self) -> None:
+        self.process.stop(timeout=30)
+
+    def terminate(self) -> None:
+        # To the master only, as the kubelet does to PID 1; gunicorn signals its workers.
+        os.kill(self.process.pid, signal.SIGTERM)
+
+
+def users_json() -> str:
+    return json.dumps(
+        [{"username": BENCH_USER, "password_hash": password_hash(BENCH_PASSWORD), "role": "user"}]
+    )

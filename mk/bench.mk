@@ -1,0 +1,4 @@
+# Benchmarks (issue 6): never part of `make test` or CI. See bench/run.py.
+.PHONY: bench
+bench: install ## run the benchmarks and regenerate bench/RESULTS.md and plots
+	$(BIN)/python -m bench.run
