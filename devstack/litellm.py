@@ -70,7 +70,7 @@ def start_litellm_proxy(
     env: Mapping[str, str] | None = None,
     *,
     host: str = "127.0.0.1",
-    ready_timeout: float = 120.0,
+    ready_timeout: float = 300.0,
 ) -> ServiceProcess:
     """Start the proxy and block until GET /health/liveliness answers 200.
 

@@ -135,7 +135,7 @@ class MlflowServer:
             self._log.flush()
         return self.log_path.read_text(errors="replace")
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 180.0) -> None:
         """Block until GET /health answers 200; raise RuntimeError if it exits or times out."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _request_stop)
     signal.signal(signal.SIGINT, _request_stop)
     try:
-        server.wait_ready()
+        server.wait_ready(timeout=300)
         sys.stdout.write(f"mlflow server ready at {server.url} (log: {server.log_path})\n")
         sys.stdout.flush()
         while not stop_requested and server.proc.poll() is None:

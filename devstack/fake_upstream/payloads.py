@@ -83,17 +83,16 @@ def completion_body(model: str, text: str, *, prompt_tokens: int) -> bytes:
 
 
 def split_pieces(text: str, count: int) -> list[str]:
-    """Exactly `count` non-empty pieces (the text is padded when shorter than `count`)."""
+    """Exactly `count` non-empty pieces, in order (the text is padded when shorter than `count`)."""
     if len(text) < count:
         text = text + "." * (count - len(text))
-    size = math.ceil(len(text) / count)
-    pieces = [text[i * size : (i + 1) * size] for i in range(count - 1)]
-    pieces.append(text[(count - 1) * size :])
-    # Ceil division can starve the tail; rebalance by taking from the longest piece.
-    while not pieces[-1]:
-        longest = max(range(count - 1), key=lambda i: len(pieces[i]))
-        pieces[-1] = pieces[longest][-1]
-        pieces[longest] = pieces[longest][:-1]
+    size, longer = divmod(len(text), count)
+    pieces: list[str] = []
+    start = 0
+    for index in range(count):
+        end = start + size + (1 if index < longer else 0)
+        pieces.append(text[start:end])
+        start = end
     return pieces
 
 

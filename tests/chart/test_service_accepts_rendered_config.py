@@ -76,8 +76,30 @@ def test_production_example_needs_only_its_operator_secrets(tmp_path: Path) -> N
     # ...and with it (as the kubelet would mount it) it boots.
     secrets_dir = Path(env["SECRETS_DIR"])
     (secrets_dir / "jwt_secret_key").write_text("operator-provided-signing-key-0123456789abcdef")
-    users = Path(env["USERS_FILE"])
-    users.write_text("[]\n")
+    Path(env["USERS_FILE"]).write_text("[]\n")
+    Path(env["API_KEYS_FILE"]).write_text("[]\n")
     settings = load_settings(env, env_file=None)
     assert settings.embedder == "litellm"
     assert settings.otel_exporter == "otlp"
+
+
+def test_api_keys_from_values_are_a_keys_file_the_service_loads(tmp_path: Path) -> None:
+    from llm_gateway.auth.api_keys import ApiKeyStore, hash_api_key
+
+    key_hash = hash_api_key("lgw-chart-test-key")
+    manifests = render(
+        KIND_VALUES,
+        sets=(
+            "apiKeys.list[0].name=batch-jobs",
+            f"apiKeys.list[0].keyHash={key_hash}",
+            "apiKeys.list[0].role=user",
+        ),
+    )
+    env = _pod_environment(manifests, tmp_path)
+    settings = load_settings(env, env_file=None)
+    assert settings.api_keys_file is not None
+    store = ApiKeyStore.from_file(settings.api_keys_file)
+    principal = store.lookup("lgw-chart-test-key")
+    assert principal is not None
+    assert principal.role == "user"
+    assert store.lookup("lgw-some-other-key") is None

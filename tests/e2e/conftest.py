@@ -6,9 +6,9 @@ import os
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from tests.e2e.harness.deployment import PodFactory
 from tests.e2e.harness.endpoints import Endpoints, ServiceProxy
@@ -64,28 +64,33 @@ def docker_network(docker_engine: None) -> Iterator[str]:
     subprocess.run(["docker", "network", "rm", name], check=False, capture_output=True)
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def service() -> AsyncIterator[ServiceProxy]:
-    """A Service in front of the test's pods; endpoint changes land 1 s late."""
+    """A Service in front of the module's pods; endpoint changes land 1 s late.
+
+    Module-scoped (starting a pod costs seconds): e2e test modules run their tests in the module's
+    event loop, `pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]`.
+    """
     proxy = ServiceProxy(Endpoints(propagation_delay=1.0))
     await proxy.start()
     yield proxy
     await proxy.close()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def pods(
     gateway_image: str,
     pod_spec: PodSpec,
     docker_network: str,
     service: ServiceProxy,
-    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[PodFactory]:
+    """Makes pods from the chart's spec; removes every container it made at module end."""
     factory = PodFactory(
         template=pod_spec,
         image=gateway_image,
         network=docker_network,
-        workdir=tmp_path,
+        workdir=tmp_path_factory.mktemp("pods"),
         endpoints=service.endpoints,
     )
     yield factory

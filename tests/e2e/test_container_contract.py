@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
-import subprocess
+import dataclasses
 import time
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import pytest_asyncio
 
-from tests.e2e.harness.deployment import PodFactory
-from tests.e2e.harness.endpoints import BACKEND_HEADER, ServiceProxy
+from tests.e2e.harness.deployment import Pod, PodFactory
+from tests.e2e.harness.endpoints import BACKEND_HEADER, Endpoints, ServiceProxy
 from tests.support.logs import parse_json_lines
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 READY_TIMEOUT = 90.0
 WORKER_SHUTDOWN_STORY = [
@@ -30,43 +31,28 @@ WORKER_SHUTDOWN_STORY = [
 ]
 
 
-def test_image_metadata_declares_the_runtime_contract(gateway_image: str) -> None:
-    raw = subprocess.run(
-        ["docker", "image", "inspect", gateway_image], capture_output=True, check=True, text=True
-    ).stdout
-    config = json.loads(raw)[0]["Config"]
-    env = dict(item.split("=", 1) for item in config["Env"])
-
-    assert config["User"] == "10001:10001"
-    assert config["Entrypoint"] == ["llm-gateway"]
-    assert config["Cmd"] == ["serve"]
-    assert config["WorkingDir"] == "/app"
-    assert "8000/tcp" in config["ExposedPorts"]
-    assert "/data" in config["Volumes"]
-    assert env["PATH"].startswith("/opt/venv/bin:")
-    assert (env["DATA_DIR"], env["HOST"], env["PORT"]) == ("/data", "0.0.0.0", "8000")
-    assert env["PYTHONDONTWRITEBYTECODE"] == "1"
-    assert env["PYTHONUNBUFFERED"] == "1"
-    labels = config["Labels"]
-    for key in ("title", "description", "source", "version", "licenses"):
-        assert labels.get(f"org.opencontainers.image.{key}"), key
-
-
-async def test_pod_becomes_ready_and_serves_through_the_service(
-    pods: PodFactory, service: ServiceProxy
-) -> None:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def ready_pod(pods: PodFactory) -> AsyncIterator[tuple[Pod, float, float]]:
+    """One pod shared by the read-only checks: (pod, seconds to Ready, seconds to first 200)."""
     pod = await pods.create()
     # Polled alongside the kubelet: how soon the process could be Ready, apart from probe periods.
     first_answer = asyncio.create_task(_first_ready_answer(pod.container.url("http", "/readyz")))
     seconds_to_ready = await pod.kubelet.wait_ready(READY_TIMEOUT)
+    answered = (await first_answer) - pod.kubelet.container_started_at
+    yield pod, seconds_to_ready, answered
+
+
+async def test_pod_becomes_ready_and_serves_through_the_service(
+    ready_pod: tuple[Pod, float, float], service: ServiceProxy
+) -> None:
+    pod, seconds_to_ready, answered = ready_pod
     startup = pod.container.spec.startup_probe
     period = startup.period_seconds if startup else 0
-    answered = (await first_answer) - pod.kubelet.container_started_at
     print(f"\n[e2e] container start -> Ready (kubelet, startup period {period} s): ", end="")
     print(f"{seconds_to_ready:.2f} s")
     print(f"[e2e] container start -> first 200 on /readyz (50 ms polling): {answered:.2f} s")
 
-    await asyncio.sleep(pods.endpoints.propagation_delay + 0.2 if pods.endpoints else 0)
+    await asyncio.sleep(service.endpoints.propagation_delay + 0.2)
     async with httpx.AsyncClient(base_url=service.url, timeout=10) as client:
         responses = [await client.get("/readyz") for _ in range(4)]
 
@@ -87,11 +73,9 @@ async def _first_ready_answer(url: str) -> float:
 
 
 async def test_runs_as_uid_10001_on_a_read_only_root_and_writes_only_tmp_and_data(
-    pods: PodFactory,
+    ready_pod: tuple[Pod, float, float],
 ) -> None:
-    pod = await pods.create()
-    await pod.kubelet.wait_ready(READY_TIMEOUT)
-    container = pod.container
+    container = ready_pod[0].container
 
     identity = await container.exec(["id", "-u"])
     root_write = await container.exec(["sh", "-c", "touch /opt/venv/probe"])
@@ -113,9 +97,10 @@ async def test_runs_as_uid_10001_on_a_read_only_root_and_writes_only_tmp_and_dat
     assert health.json()["status"] == "alive"
 
 
-async def test_pid_1_is_gunicorn_with_its_workers_as_children(pods: PodFactory) -> None:
-    pod = await pods.create()
-    await pod.kubelet.wait_ready(READY_TIMEOUT)
+async def test_pid_1_is_gunicorn_with_its_workers_as_children(
+    ready_pod: tuple[Pod, float, float],
+) -> None:
+    pod = ready_pod[0]
 
     processes = await pod.container.processes()
 
@@ -126,8 +111,20 @@ async def test_pid_1_is_gunicorn_with_its_workers_as_children(pods: PodFactory) 
 
 
 async def test_deleting_the_pod_drains_serves_until_removed_and_exits_zero(
-    pods: PodFactory, service: ServiceProxy
+    pods: PodFactory,
 ) -> None:
+    # Its own Service: this pod alone behind it, so every request reaches it until its removal.
+    service = ServiceProxy(Endpoints(propagation_delay=1.0))
+    await service.start()
+    try:
+        own_pods = dataclasses.replace(pods, endpoints=service.endpoints, pods=[])
+        await _delete_pod_under_load(own_pods, service)
+    finally:
+        await own_pods.cleanup()
+        await service.close()
+
+
+async def _delete_pod_under_load(pods: PodFactory, service: ServiceProxy) -> None:
     pod = await pods.create()
     await pod.kubelet.wait_ready(READY_TIMEOUT)
     await asyncio.sleep(service.endpoints.propagation_delay + 0.2)

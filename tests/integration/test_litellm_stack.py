@@ -11,10 +11,12 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from devstack.venvs import STAMP_NAME, ensure_venv
 
 from tests.support.fake_upstream import FakeUpstreamProcess
 from tests.support.litellm_proxy import (
@@ -73,10 +75,10 @@ def test_chat_completion_returns_the_upstream_text_and_usage(
     assert fake_upstream.attempts("fake-model") == 1
 
 
-def test_stream_arrives_chunk_by_chunk_and_ends_with_done(
+def test_stream_ends_with_done_after_the_full_text(
     litellm_stack: LiteLLMStack, fake_upstream: FakeUpstreamProcess
 ) -> None:
-    fake_upstream.control(model="fake-model", stream_chunks=4, chunk_delay_ms=250)
+    fake_upstream.control(model="fake-model", stream_chunks=4)
 
     status, lines = stream_lines(litellm_stack)
 
@@ -85,11 +87,32 @@ def test_stream_arrives_chunk_by_chunk_and_ends_with_done(
     chunks = [json.loads(line.removeprefix("data: ")) for _, line in lines[:-1]]
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert text == "Hello from fake upstream model fake-model."
-    content_times = [t for t, line in lines if '"content"' in line]
-    assert len(content_times) == 4
-    # Passed through as they come, not buffered: the 4 chunks are spread over the 3 delays
-    # (0.75 s upstream; at least two of the gaps must be visible to the client).
-    assert content_times[-1] - content_times[0] >= 0.45
+    assert len([line for _, line in lines if '"content"' in line]) == 4
+
+
+def test_stream_chunks_reach_the_client_before_the_upstream_finishes(
+    litellm_stack: LiteLLMStack, fake_upstream: FakeUpstreamProcess
+) -> None:
+    # The upstream sends 2 chunks and then hangs: a buffering proxy would deliver nothing.
+    # (Timing-free on purpose: LiteLLM's event loop stalls for seconds after start-up here.)
+    fake_upstream.control(model="fake-model", stream_chunks=4)
+    fake_upstream.fault("stream_stall", model="fake-model", after=2)
+    body = {"model": "fake-model", "messages": MESSAGES, "stream": True}
+
+    contents: list[str] = []
+    with (
+        litellm_stack.client(timeout=30) as client,
+        client.stream("POST", "/v1/chat/completions", json=body) as response,
+    ):
+        for line in response.iter_lines():
+            assert line != "data: [DONE]"
+            if '"content"' in line:
+                contents.append(line)
+            if len(contents) == 2:
+                break
+
+    assert response.status_code == 200
+    assert len(contents) == 2
 
 
 @pytest.mark.parametrize(
@@ -285,3 +308,21 @@ def test_shipped_config_answers_offline_without_keys(
     assert response.status_code == 200, response.text
     assert text_part in response.json()["choices"][0]["message"]["content"]
     assert response.headers["x-litellm-model-group"] == answered_by
+
+
+def test_side_venv_is_built_once_and_rebuilt_only_when_its_pins_change(tmp_path: Path) -> None:
+    # A real uv/venv build of an empty pin set: the same code path as the LiteLLM venv, offline.
+    requirements = tmp_path / "pins.txt"
+    requirements.write_text("# no packages\n")
+    venv = ensure_venv(tmp_path, "side", requirements, entry_point="python")
+    sentinel = venv / "sentinel"
+    sentinel.write_text("built by the first call")
+
+    assert ensure_venv(tmp_path, "side", requirements, entry_point="python") == venv
+    assert sentinel.exists()  # second call with the same pins: untouched
+
+    requirements.write_text("# no packages, new pins\n")
+    ensure_venv(tmp_path, "side", requirements, entry_point="python")
+    assert not sentinel.exists()  # pins changed: rebuilt from scratch
+    assert (venv / STAMP_NAME).read_text().strip() != ""
+    assert (venv / "bin" / "python").exists()

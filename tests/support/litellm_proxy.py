@@ -56,7 +56,7 @@ def start_proxy(
     *,
     master_key: str,
     env: Mapping[str, str] | None = None,
-    ready_timeout: float = 150.0,
+    ready_timeout: float = 300.0,
 ) -> ServiceProcess:
     """The proxy on a free loopback port with `config_path`; ready when this returns."""
     port = free_port()

@@ -9,7 +9,9 @@ import httpx
 from devstack.mlflow import MlflowServer, ensure_mlflow_venv, start_mlflow_server
 
 REPO = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 120.0
+# `mlflow server` imports mlflow twice (CLI, then its uvicorn child): ~20 s of CPU each, far more
+# on a busy 2-core runner.
+START_TIMEOUT = 180.0
 
 
 def mlflow_venv() -> Path:

@@ -109,6 +109,14 @@ Secrets. The chart's own Secret unless secrets.existingSecret names one the oper
 {{- default (include "llm-gateway.fullname" .) .Values.users.existingSecret }}
 {{- end }}
 
+{{- define "llm-gateway.apiKeysSecretName" -}}
+{{- default (include "llm-gateway.fullname" .) .Values.apiKeys.existingSecret }}
+{{- end }}
+
+{{- define "llm-gateway.apiKeysEnabled" -}}
+{{- if or .Values.apiKeys.existingSecret .Values.apiKeys.list }}true{{ end }}
+{{- end }}
+
 {{- define "llm-gateway.usersEnabled" -}}
 {{- if or .Values.users.existingSecret .Values.users.list }}true{{ end }}
 {{- end }}

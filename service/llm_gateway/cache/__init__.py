@@ -1,17 +1,10 @@
-"""Response cache: exact tier (in-process LRU + Qdrant by id), then semantic tier (Qdrant)."""
+"""Response cache: exact tier (in-process LRU + Qdrant by id), then semantic tier (Qdrant).
 
-from llm_gateway.cache.embedders import Embedder, HashingEmbedder, LiteLLMEmbedder
-from llm_gateway.cache.factory import build_response_cache
-from llm_gateway.cache.request import CacheHit, CacheRequest, cache_scope
-from llm_gateway.cache.response_cache import ResponseCache
+Import from the modules (kept out of this file so that importing one small module, e.g. slots,
+does not pull in qdrant-client):
 
-__all__ = [
-    "CacheHit",
-    "CacheRequest",
-    "Embedder",
-    "HashingEmbedder",
-    "LiteLLMEmbedder",
-    "ResponseCache",
-    "build_response_cache",
-    "cache_scope",
-]
+- `llm_gateway.cache.factory.build_response_cache(settings, metrics=..., http=...)`
+- `llm_gateway.cache.response_cache.ResponseCache`
+- `llm_gateway.cache.request.CacheRequest`, `CacheHit`, `cache_scope`
+- `llm_gateway.cache.embedders.Embedder`, `HashingEmbedder`, `LiteLLMEmbedder`
+"""

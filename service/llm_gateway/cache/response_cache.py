@@ -27,9 +27,10 @@ from typing import Any, Final, TypeVar
 from llm_gateway.cache import keys
 from llm_gateway.cache.embedders import Embedder
 from llm_gateway.cache.lru import ExactLru
+from llm_gateway.cache.records import AnswerRecord
 from llm_gateway.cache.request import CacheHit, CacheRequest, CacheTier
 from llm_gateway.cache.slots import DEFAULT_MAX_SLOTS, WorkerSlot, acquire_slot
-from llm_gateway.cache.store import AnswerRecord, QdrantStore
+from llm_gateway.cache.store import QdrantStore
 from llm_gateway.errors import DependencyUnavailable
 from llm_gateway.observability.metrics import Metrics
 

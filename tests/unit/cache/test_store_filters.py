@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from llm_gateway.cache.store import AnswerRecord, QdrantStore
+from llm_gateway.cache.records import AnswerRecord
+from llm_gateway.cache.store import QdrantStore
 
 
 def record(key: str, *, scope: str = "shared", expires_at: float = 100.0) -> AnswerRecord:

@@ -1,0 +1,30 @@
+"""`python -m devstack run`: the local stack (see devstack/run.py). `make run` calls it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from devstack.run import StackError, StackPorts, run, say
+from devstack.venvs import repo_root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("run", help="LiteLLM proxy + MLflow + the gateway, foreground")
+    serve.add_argument("--port", type=int, default=8000, help="gateway port")
+    serve.add_argument("--litellm-port", type=int, default=4000)
+    serve.add_argument("--mlflow-port", type=int, default=5000)
+    args = parser.parse_args(argv)
+    ports = StackPorts(gateway=args.port, litellm=args.litellm_port, mlflow=args.mlflow_port)
+    try:
+        return run(repo_root(), ports)
+    except StackError as exc:
+        say(f"error: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
