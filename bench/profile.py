@@ -95,7 +95,7 @@ def record(gateway: Gateway, bench: Bench, seconds: float) -> dict[str, Any]:
     [worker] = gateway.workers()
     out = ROOT / "bench" / ".work" / "profile.collapsed"
     argv = [py_spy, "record", "--pid", str(worker), "--duration", str(int(seconds))]
-    argv += ["--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking"]
+    argv += ["--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking", "--gil"]
     taskset = shutil.which("taskset")
     if taskset:
         argv = [taskset, "-c", str(LOADGEN_CPU), *argv]

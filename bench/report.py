@@ -31,6 +31,16 @@ def ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def last_soak() -> dict[str, Any] | None:
+    """The soak is optional and long; a separate run's figures (bench/soak.json) are reused."""
+    path = BENCH / "soak.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def fmt_load(values: list[float] | None) -> str:
+    return "/".join(f"{v:.1f}" for v in values) if values else "-"
+
+
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -256,7 +266,7 @@ def process_section(results: dict[str, Any]) -> list[str]:
             f"logged: {drain['graceful_shutdown_logged']}.",
             "",
         ]
-    soak = results.get("soak")
+    soak = results.get("soak") or last_soak()
     if soak:
         first, last = soak["samples"][0][1], soak["samples"][-1][1]
         lines += [
@@ -269,6 +279,21 @@ def process_section(results: dict[str, Any]) -> list[str]:
             "",
         ]
     return lines
+
+
+def imports_section(results: dict[str, Any]) -> list[str]:
+    rows = [
+        [f"`{i['module']}`", f"{i['rss_mb']:.0f}", f"{i['seconds']:.2f}"]
+        for i in results.get("imports", [])
+    ]
+    if not rows:
+        return []
+    return [
+        "### Import cost (each in a fresh interpreter on the server core; peak RSS includes the "
+        "interpreter)",
+        "",
+        *table(["import", "peak RSS MB", "seconds"], rows),
+    ]
 
 
 def semantic_section(results: dict[str, Any]) -> list[str]:
@@ -374,7 +399,7 @@ def targets(results: dict[str, Any]) -> list[str]:
         entry = cache.get(name)
         value = entry["c1"]["latency_ms"].get("p99") if entry else None
         check(f"{name.replace('_', '-')} p99 at c=1", value, limit, "ms")
-    soak = results.get("soak")
+    soak = results.get("soak") or last_soak()
     if soak:
         check("soak memory slope", soak["slope_mb_per_min"], 0.5, "MB/min")
     else:
@@ -418,7 +443,9 @@ def write(results: dict[str, Any]) -> None:
         "Absolute times depend on the machine; the ratios are the point.",
         "",
         f"- Machine: {m['cpu_model']}, {m['cores']} cores, Linux {m['kernel']}, "
-        f"Python {m['python']}; run {m['date']}"
+        f"Python {m['python']}; run {m['date']}; load average (1/5/15 min) at start "
+        f"{fmt_load(m.get('load_average_at_start'))}, "
+        f"at end {fmt_load(m.get('load_average_at_end'))}"
         + (" (BENCH_QUICK smoke run)" if m["quick"] else ""),
         "- Pinning: every server process (mock, LiteLLM proxy, gateways) on core 0 via "
         "`taskset`, the load generator (bench/loadgen.py, asyncio + aiohttp, exact latency "
@@ -441,6 +468,7 @@ def write(results: dict[str, Any]) -> None:
         *cache_section(results),
         *stream_section(results),
         *process_section(results),
+        *imports_section(results),
         *semantic_section(results),
         *profile_section(results),
         "## Plots",

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from bench import profile, report, semantic_quality
+from bench import imports, profile, report, semantic_quality
 from bench.stack import (
     FLOOR,
     FULL_CHAIN,
@@ -157,6 +157,7 @@ class Bench:
     def drain(self, gateway: Gateway, mock_url: str, in_flight: int, delay_ms: int) -> None:
         set_mock(mock_url, latency_ms=delay_ms)
         url, headers = self.targets["gw_full"]
+        before = mock_requests(mock_url)
         proc, out = loadgen(
             {
                 "url": url,
@@ -169,7 +170,11 @@ class Bench:
             },
             background=True,
         )
-        time.sleep(min(1.0, delay_ms / 2000))  # let every request reach the mock
+        # SIGTERM only once every request has reached the mock, i.e. is truly in flight.
+        deadline = time.monotonic() + 30
+        while mock_requests(mock_url) < before + in_flight and time.monotonic() < deadline:
+            time.sleep(0.02)
+        reached = mock_requests(mock_url) - before
         signalled = time.monotonic()
         gateway.terminate()
         code = gateway.process.proc.wait(timeout=60)
@@ -178,6 +183,7 @@ class Bench:
         result = json.loads(out.read_text())
         self.results["drain"] = {
             "in_flight": in_flight,
+            "reached_upstream_before_sigterm": reached,
             "mock_delay_ms": delay_ms,
             "sigterm_to_exit_s": exited,
             "exit_code": code,
@@ -188,7 +194,7 @@ class Bench:
         self.log(f"drain: {self.results['drain']}")
         set_mock(mock_url, latency_ms=0)
 
-    def soak(self, gateway: Gateway, minutes: float) -> None:
+    def soak(self, gateway: Gateway, minutes: float, rate: int = 50) -> None:
         url, headers = self.targets["gw_full"]
         duration = minutes * 60
         proc, out = loadgen(
@@ -196,7 +202,7 @@ class Bench:
                 "url": url,
                 "headers": headers,
                 "body": UNIQUE_BODY,
-                "rate": 200,
+                "rate": rate,
                 "concurrency": 256,
                 "duration": duration,
                 "warmup": 0.0,
@@ -211,13 +217,19 @@ class Bench:
         result = json.loads(out.read_text())
         self.results["soak"] = {
             "minutes": minutes,
-            "rate": 200,
+            "rate": rate,
             "samples": samples,
             "slope_mb_per_min": slope(samples) * 60,
             "rps": result["rps"],
             "errors": result["errors"],
         }
+        (ROOT / "bench" / "soak.json").write_text(json.dumps(self.results["soak"]))
         self.log(f"soak slope {self.results['soak']['slope_mb_per_min']:.2f} MB/min")
+
+
+def mock_requests(mock_url: str) -> int:
+    total: int = httpx.get(f"{mock_url}/_stats", timeout=5).json()["total"]
+    return total
 
 
 def slope(samples: list[tuple[float, float]]) -> float:
@@ -233,6 +245,7 @@ def slope(samples: list[tuple[float, float]]) -> float:
 
 
 def machine() -> dict[str, Any]:
+    # Other work on the machine skews every figure; the load average says how busy it was.
     model = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -245,6 +258,7 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "quick": QUICK,
+        "load_average_at_start": os.getloadavg(),
     }
 
 
@@ -301,7 +315,9 @@ def main() -> int:
         if SOAK:
             bench.soak(gateways["gw_full"], minutes=10)
         bench.drain(gateways["gw_full"], mock.url, in_flight=50, delay_ms=2000)
+        results["imports"] = imports.measure_all()
     finally:
+        results["machine"]["load_average_at_end"] = os.getloadavg()
         for stop in reversed(started):
             try:
                 stop()

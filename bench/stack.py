@@ -177,7 +177,6 @@ class Gateway:
                 "DATA_DIR": str(data_dir),
                 "USERS_JSON": users_json,
                 "LITELLM_API_KEY": LITELLM_KEY,
-                "RETRY_MAX_ATTEMPTS": "0",  # a failure must show as an error, not as latency
                 "LOG_LEVEL": "INFO",
                 **settings,
             }

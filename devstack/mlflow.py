@@ -33,7 +33,20 @@ VENV_DIR = Path(".stack/mlflow-venv")
 STAMP_NAME = ".requirements-sha256"
 # Host headers the server accepts (MLflow >= 3.5 rejects others with 403): loopback for tests and
 # `make run`, the in-cluster Service names for the chart's workload.
-DEFAULT_ALLOWED_HOSTS = "localhost,localhost:*,127.0.0.1,127.0.0.1:*,mlflow,mlflow:*,*.svc,*.svc:*"
+DEFAULT_ALLOWED_HOSTS = ",".join(
+    (
+        "localhost",
+        "localhost:*",
+        "127.0.0.1",
+        "127.0.0.1:*",
+        "mlflow",
+        "mlflow:*",
+        "*.svc",
+        "*.svc:*",
+        "*.svc.cluster.local",
+        "*.svc.cluster.local:*",
+    )
+)
 
 
 def repo_root() -> Path:
@@ -199,7 +212,8 @@ def start_mlflow_server(
     """Start `mlflow server` (sqlite store and local artifacts in store_dir); not yet ready."""
     store_dir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env["MLFLOW_SERVER_ALLOWED_HOSTS"] = allowed_hosts
+    # An operator's own list (the environment) wins over the default.
+    env.setdefault("MLFLOW_SERVER_ALLOWED_HOSTS", allowed_hosts)
     # No telemetry pings from a dev/test server (the network here is closed anyway).
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     env["DO_NOT_TRACK"] = "true"

@@ -98,7 +98,9 @@ class SemanticIndex:
         norm = float(np.linalg.norm(query))
         if norm == 0:
             return None
-        scores = part.vectors[:size] @ (query / norm)
+        # einsum, not `@`: BLAS would hand this small mat-vec to its thread pool, whose spinning
+        # threads fight the event loop for the pod's cores and make p99 latency erratic.
+        scores = np.einsum("ij,j->i", part.vectors[:size], query / norm)
         scores[part.expires[:size] <= now] = -np.inf
         row = int(np.argmax(scores))
         score = float(scores[row])

@@ -45,6 +45,7 @@ from llm_gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from llm_gateway.health import CheckFailed
 from llm_gateway.observability.metrics import BREAKER_STATE_VALUE, Metrics
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,20 @@ class CircuitBreakerRegistry:
             }
             for model, breaker in sorted(self._breakers.items())
         }
+
+    async def health_check(self) -> dict[str, Any]:
+        """For /health/detailed (`Check(breakers.health_check, cacheable=False)`).
+
+        Down while any model's circuit is open or half-open; the details list every circuit
+        this worker knows (only models that have failed at least once appear).
+        """
+        circuits = self.snapshot()
+        tripped = sorted(m for m, c in circuits.items() if c["state"] != "closed")
+        if tripped:
+            raise CheckFailed(
+                f"circuit open for model(s): {', '.join(tripped)}", {"circuits": circuits}
+            )
+        return {"circuits": circuits}
 
     # --- transitions ------------------------------------------------------------------------
 

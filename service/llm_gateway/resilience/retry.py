@@ -140,6 +140,9 @@ class RetryPolicy:
         def give_up(state: RetryCallState) -> T:
             exc = _error(state)
             delay = planned["delay"]
+            if isinstance(exc, UpstreamRateLimited) and exc.retry_after is None:
+                # The caller's 429 always says when to come back, even if the upstream didn't.
+                exc.retry_after = self.backoff(state.attempt_number)
             out_of_time = (
                 delay is not None
                 and state.attempt_number <= self.max_retries

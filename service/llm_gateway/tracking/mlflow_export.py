@@ -156,11 +156,20 @@ class MlflowExporter:
             self._raise_for(response, f"trace {trace_id_for(record)} upload", payload=True)
 
     def health(self) -> bool:
-        """True when GET {uri}/health answers 200; never raises."""
+        """True when MLflow answers GET /health and its API accepts us; never raises.
+
+        MLflow exempts /health from its Host-header and auth checks, so a server that would
+        refuse every export (403) still looks healthy there: the API probe catches that.
+        """
         try:
-            return self._client.get("/health").status_code == 200
+            if self._client.get("/health").status_code != 200:
+                return False
+            probe = self._client.get(
+                EXPERIMENT_BY_NAME_PATH, params={"experiment_name": self.experiment_name}
+            )
         except httpx.HTTPError:
             return False
+        return probe.status_code in (200, 404)  # 404: the experiment is created on first export
 
     def close(self) -> None:
         self._client.close()

@@ -91,6 +91,10 @@ class LiteLLMClient:
 
     # --- public API ------------------------------------------------------------------------
 
+    async def aclose(self) -> None:
+        """Close the pooled HTTP client this client was given (it owns it from then on)."""
+        await self._http.aclose()
+
     async def chat(self, payload: dict[str, Any], *, deadline: Deadline) -> UpstreamResult:
         """A non-streamed chat completion, OpenAI format in and out."""
         return await self._post_json("/v1/chat/completions", payload, deadline)

@@ -9,7 +9,6 @@ Every lifecycle action is timestamped in `events` (monotonic seconds).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -238,13 +237,3 @@ class PodContainer:
         await docker("rm", "-f", "-v", self.name, check=False)
         for volume in self._volumes_created:
             await docker("volume", "rm", "-f", volume, check=False)
-
-
-async def create_network(name: str) -> str:
-    await docker("network", "create", "--label", E2E_LABEL, name)
-    return name
-
-
-async def remove_network(name: str) -> None:
-    with contextlib.suppress(DockerError):
-        await docker("network", "rm", name, check=False)

@@ -84,7 +84,7 @@ async def make_cache(
             "embedder": HashingEmbedder(),
             "metrics": metrics,
             "ttl_seconds": 3600,
-            "timeout": 1.0,
+            "timeout": 5.0,  # generous: only the fail-open tests want it to fire
             "semantic_enabled": True,
             "semantic_threshold": 0.92,
             "collection": "test_cache",

@@ -12,6 +12,7 @@ from llm_gateway.cache.embedders import HashingEmbedder
 from llm_gateway.errors import DependencyUnavailable
 from llm_gateway.observability.metrics import Metrics
 from tests.support.logs import capture_json_logs
+from tests.support.processes import free_port
 from tests.unit.cache.conftest import CacheFactory, FakeClock, answer, chat, lookups
 
 
@@ -130,3 +131,17 @@ async def test_close_waits_for_scheduled_stores(make_cache: CacheFactory, tmp_pa
     reopened = await make_cache()
     assert reopened.worker_slot == 0
     assert (await reopened.health())["points"] == 1
+
+
+async def test_an_unreachable_qdrant_server_fails_open_at_startup(
+    make_cache: CacheFactory, metrics: Metrics
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with capture_json_logs() as logs:
+        cache = await make_cache(qdrant_url=url, data_dir=None, open_timeout=2.0)
+    assert not cache.ready
+    assert cache.worker_slot is None
+    (event,) = logs.events("cache_open_failed")
+    assert url not in str(event)
+    assert await cache.lookup(chat("anything")) is None
+    assert lookups(metrics, "exact", "error") == 1

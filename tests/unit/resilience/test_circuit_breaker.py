@@ -229,3 +229,18 @@ def test_transitions_are_logged_and_exported_as_metrics() -> None:
     for state in ("open", "half_open", "closed"):
         labels = {"model": MODEL, "state": state}
         assert sample("circuit_breaker_transitions_total", labels) == 1
+
+
+async def test_health_check_is_down_while_a_circuit_is_open() -> None:
+    from llm_gateway.health import CheckFailed
+
+    clock = FakeClock()
+    breakers = registry(clock)
+    assert await breakers.health_check() == {"circuits": {}}
+    open_circuit(breakers)
+    with pytest.raises(CheckFailed, match=f"circuit open for model\\(s\\): {MODEL}") as raised:
+        await breakers.health_check()
+    assert raised.value.details["circuits"][MODEL]["state"] == "open"
+    clock.advance(30)
+    succeed(breakers)
+    assert (await breakers.health_check())["circuits"][MODEL]["state"] == "closed"

@@ -180,3 +180,13 @@ async def test_each_retry_logs_one_event_and_counts_in_metrics() -> None:
     sample = metrics.registry.get_sample_value
     assert sample("upstream_retries_total", {"model": "gpt-x", "reason": "connection"}) == 1
     assert sample("upstream_retries_total", {"model": "gpt-x", "reason": "http_503"}) == 1
+
+
+async def test_a_final_429_without_retry_after_still_tells_the_caller_when_to_return() -> None:
+    clock = FakeClock()
+    attempts = FailingAttempts(*(UpstreamRateLimited("limited") for _ in range(10)))
+    with pytest.raises(UpstreamRateLimited) as raised:
+        await policy(clock).run(attempts, deadline=Deadline(60, clock), model="m")
+    assert clock.sleeps == [1.25, 2.25, 4.25]
+    assert raised.value.retry_after == 8.0  # the next backoff step (capped), never absent
+    assert raised.value.response_headers()["Retry-After"] == "8"

@@ -184,6 +184,15 @@ def test_a_healthy_server_reports_healthy(exporter: MlflowExporter) -> None:
     assert exporter.health() is True
 
 
+def test_a_server_whose_api_refuses_us_is_not_healthy(
+    exporter: MlflowExporter, server: FakeMlflow
+) -> None:
+    # MLflow answers /health to anyone but 403s API calls from a Host it does not allow.
+    server.fail_path = "/api/2.0/mlflow/experiments/get-by-name"
+    server.fail_status = 403
+    assert exporter.health() is False
+
+
 def test_an_empty_batch_makes_no_call(exporter: MlflowExporter, server: FakeMlflow) -> None:
     exporter.export([])
     assert server.requests == []

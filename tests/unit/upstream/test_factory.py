@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from llm_gateway.errors import UpstreamError
+from llm_gateway.observability.metrics import Metrics
+from llm_gateway.resilience.deadline import Deadline
+from llm_gateway.upstream.factory import build_litellm_client
+from tests.support.settings import make_settings
+from tests.unit.upstream.scripted import ScriptedUpstream, completion, error_reply, json_reply
+
+
+async def test_the_client_built_from_settings_uses_their_key_and_retry_policy() -> None:
+    settings = make_settings(
+        LITELLM_API_KEY="sk-from-settings-000000",
+        RETRY_MAX_ATTEMPTS=0,
+        LITELLM_BASE_URL="http://litellm.internal:4000",
+    )
+    upstream = ScriptedUpstream(error_reply(503, "busy"), json_reply(200, completion()))
+    client = build_litellm_client(
+        settings, metrics=Metrics(), transport=httpx.MockTransport(upstream)
+    )
+    try:
+        with pytest.raises(UpstreamError):
+            await client.chat({"model": "m", "messages": []}, deadline=Deadline(5))
+    finally:
+        await client.aclose()
+    assert upstream.calls == 1  # RETRY_MAX_ATTEMPTS=0: no retry of the 503
+    request = upstream.requests[0]
+    assert request.headers["authorization"] == "Bearer sk-from-settings-000000"
+    assert str(request.url) == "http://litellm.internal:4000/v1/chat/completions"
+
+
+async def test_without_a_key_no_authorization_header_is_sent() -> None:
+    upstream = ScriptedUpstream(json_reply(200, completion()))
+    client = build_litellm_client(make_settings(), transport=httpx.MockTransport(upstream))
+    try:
+        await client.chat({"model": "m", "messages": []}, deadline=Deadline(5))
+    finally:
+        await client.aclose()
+    assert "authorization" not in upstream.requests[0].headers
+
+
+@pytest.mark.parametrize("kind", ["httpx", "aiohttp"])
+async def test_aclose_closes_the_pool(kind: str) -> None:
+    client = build_litellm_client(make_settings(UPSTREAM_TRANSPORT=kind))
+    await client.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.health()
