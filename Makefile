@@ -48,7 +48,9 @@ typecheck: install ## mypy --strict on the service
 	$(BIN)/mypy
 
 .PHONY: pytest
-pytest: install ## the pytest suite alone (unit, integration, chart)
+# The side venvs (LiteLLM proxy, MLflow server) and helm are built before the suite, not inside a
+# test's timeout.
+pytest: install stack-venvs tools ## the pytest suite alone (unit, integration, chart)
 	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
 
 .PHONY: test

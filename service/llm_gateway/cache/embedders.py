@@ -2,8 +2,9 @@
 
 `HashingEmbedder` (hashing.py) is the offline default: lexical feature hashing, no model
 download. `LiteLLMEmbedder` asks the LiteLLM proxy's OpenAI-compatible `/v1/embeddings` for a real
-embedding model. Both return unit-length vectors so cosine similarity is a dot product. Errors
-raise; the cache around them fails open.
+embedding model. Both return unit-length vectors so cosine similarity is a dot product. A bad
+answer from the proxy raises `UpstreamError` (transport errors raise as httpx's); the cache around
+them fails open.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 
 from llm_gateway.cache.hashing import DEFAULT_DIMENSIONS, HashingEmbedder
+from llm_gateway.errors import UpstreamError
 
 
 @runtime_checkable
@@ -26,14 +28,10 @@ class Embedder(Protocol):
         ...
 
 
-class EmbeddingError(Exception):
-    """The embedding service answered with something other than the vectors asked for."""
-
-
 def unit_vector(values: list[float]) -> list[float]:
     norm = math.sqrt(math.fsum(v * v for v in values))
     if norm == 0 or not math.isfinite(norm):
-        raise EmbeddingError("embedding has zero or non-finite length")
+        raise UpstreamError("embedding has zero or non-finite length")
     return [v / norm for v in values]
 
 
@@ -74,13 +72,13 @@ class LiteLLMEmbedder:
         )
         if response.status_code != 200:
             # The body may echo the request; only the status travels into logs.
-            raise EmbeddingError(f"embeddings answered HTTP {response.status_code}")
+            raise UpstreamError(f"embeddings answered HTTP {response.status_code}")
         vectors = self._vectors(response.json(), len(texts))
         size = len(vectors[0])
         if any(len(vector) != size for vector in vectors):
-            raise EmbeddingError("embeddings of one batch have different lengths")
+            raise UpstreamError("embeddings of one batch have different lengths")
         if self.dimensions and size != self.dimensions:
-            raise EmbeddingError(f"expected {self.dimensions} dimensions, got {size}")
+            raise UpstreamError(f"expected {self.dimensions} dimensions, got {size}")
         self.dimensions = size
         return [unit_vector(vector) for vector in vectors]
 
@@ -90,16 +88,15 @@ class LiteLLMEmbedder:
             items = sorted(body["data"], key=lambda item: item.get("index", 0))
             vectors = [[float(v) for v in item["embedding"]] for item in items]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise EmbeddingError(f"malformed embeddings body: {type(exc).__name__}") from None
+            raise UpstreamError(f"malformed embeddings body: {type(exc).__name__}") from None
         if len(vectors) != expected or not vectors[0]:
-            raise EmbeddingError(f"asked for {expected} embeddings, got {len(vectors)}")
+            raise UpstreamError(f"asked for {expected} embeddings, got {len(vectors)}")
         return vectors
 
 
 __all__ = [
     "DEFAULT_DIMENSIONS",
     "Embedder",
-    "EmbeddingError",
     "HashingEmbedder",
     "LiteLLMEmbedder",
     "unit_vector",

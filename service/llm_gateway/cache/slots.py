@@ -17,11 +17,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from llm_gateway.errors import DependencyUnavailable
+
 DEFAULT_MAX_SLOTS = 64
-
-
-class NoFreeSlot(Exception):
-    """Every slot under the root is held by a live process."""
 
 
 @dataclass
@@ -55,4 +53,4 @@ def acquire_slot(root: Path, max_slots: int = DEFAULT_MAX_SLOTS) -> WorkerSlot:
         path = root / f"worker-{index}"
         path.mkdir(exist_ok=True)
         return WorkerSlot(index=index, path=path, _fd=fd)
-    raise NoFreeSlot(f"all {max_slots} cache slots under {root} are in use")
+    raise DependencyUnavailable(f"all {max_slots} cache slots under {root} are in use")

@@ -8,7 +8,8 @@ import math
 import httpx
 import pytest
 
-from llm_gateway.cache.embedders import EmbeddingError, HashingEmbedder, LiteLLMEmbedder
+from llm_gateway.cache.embedders import HashingEmbedder, LiteLLMEmbedder
+from llm_gateway.errors import UpstreamError
 
 
 def cosine(a: list[float], b: list[float]) -> float:
@@ -116,7 +117,7 @@ async def test_litellm_embedder_raises_on_bad_answers(
     transport = embeddings_transport(vectors, [], status)
     async with httpx.AsyncClient(transport=transport) as http:
         embedder = LiteLLMEmbedder(http, "http://l", None, "m", dimensions=dimensions)
-        with pytest.raises(EmbeddingError, match=message):
+        with pytest.raises(UpstreamError, match=message):
             await embedder.embed(["text"])
 
 

@@ -6,12 +6,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from llm_gateway.cache.slots import acquire_slot
+from llm_gateway.errors import DependencyUnavailable
 
 HOLDER = """
 import sys
 from pathlib import Path
+import pytest
+
 from llm_gateway.cache.slots import acquire_slot
+from llm_gateway.errors import DependencyUnavailable
 slot = acquire_slot(Path(sys.argv[1]))
 print(slot.index, flush=True)
 sys.stdin.read()  # hold the slot until the test kills us
@@ -54,3 +60,11 @@ def test_a_released_slot_is_the_next_one_handed_out(tmp_path: Path) -> None:
     assert again.index == 0
     again.release()
     second.release()
+
+
+def test_when_every_slot_is_taken_the_cache_dependency_is_unavailable(tmp_path: Path) -> None:
+    held = [acquire_slot(tmp_path, max_slots=2) for _ in range(2)]
+    with pytest.raises(DependencyUnavailable, match="all 2 cache slots"):
+        acquire_slot(tmp_path, max_slots=2)
+    for slot in held:
+        slot.release()
