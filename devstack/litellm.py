@@ -62,6 +62,33 @@ def proxy_argv(venv: Path, config_path: Path, port: int, host: str = "127.0.0.1"
     ]
 
 
+def spawn_litellm_proxy(
+    venv: Path,
+    config_path: Path,
+    port: int,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    host: str = "127.0.0.1",
+) -> ServiceProcess:
+    """Start the proxy without waiting (callers overlap its 20-90 s boot with other work).
+
+    `env` adds to (and overrides) the caller's environment, e.g. provider keys or
+    LITELLM_MASTER_KEY. Wait with `process.wait_ready(READY_PATH, timeout)`.
+    """
+    full_env = clean_env()
+    full_env.update(env or {})
+    full_env.update(PROXY_ENV)
+    return ServiceProcess(
+        "litellm proxy",
+        proxy_argv(venv, config_path, port, host),
+        url=f"http://{host}:{port}",
+        log_path=log_path,
+        env=full_env,
+        cwd=config_path.parent,
+    )
+
+
 def start_litellm_proxy(
     venv: Path,
     config_path: Path,
@@ -74,22 +101,11 @@ def start_litellm_proxy(
 ) -> ServiceProcess:
     """Start the proxy and block until GET /health/liveliness answers 200.
 
-    `env` adds to (and overrides) the caller's environment, e.g. provider keys or
-    LITELLM_MASTER_KEY. Raises RuntimeError (the process is stopped first) when the proxy exits
-    or is not ready within `ready_timeout`. The returned handle's `ready_seconds` is the measured
-    time from spawn to ready.
+    Raises RuntimeError (the process is stopped first) when the proxy exits or is not ready
+    within `ready_timeout`. The returned handle's `ready_seconds` is the measured time from
+    spawn to ready.
     """
-    full_env = clean_env()
-    full_env.update(env or {})
-    full_env.update(PROXY_ENV)
-    process = ServiceProcess(
-        "litellm proxy",
-        proxy_argv(venv, config_path, port, host),
-        url=f"http://{host}:{port}",
-        log_path=log_path,
-        env=full_env,
-        cwd=config_path.parent,
-    )
+    process = spawn_litellm_proxy(venv, config_path, port, log_path, env, host=host)
     try:
         process.wait_ready(READY_PATH, timeout=ready_timeout)
     except BaseException:

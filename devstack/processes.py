@@ -62,6 +62,8 @@ class ServiceProcess:
 
     def wait_ready(self, path: str, timeout: float = 90.0) -> float:
         """Poll GET url+path until 200; return seconds since start. RuntimeError on exit/timeout."""
+        if self.ready_seconds is not None and self.running():
+            return self.ready_seconds  # already proven ready; keep the measured boot time
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=2.0) as client:
             while time.monotonic() < deadline:

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from devstack.processes import ServiceProcess
 from devstack.venvs import STAMP_NAME, ensure_venv
 
 from tests.support.fake_upstream import FakeUpstreamProcess
@@ -24,6 +25,7 @@ from tests.support.litellm_proxy import (
     LiteLLMStack,
     new_master_key,
     start_proxy,
+    wait_proxy_ready,
 )
 
 pytestmark = pytest.mark.integration
@@ -268,8 +270,18 @@ def test_models_lists_the_configured_groups(
     assert {"fake-model", "primary-model", "secondary-model", "fake-embedding"} <= ids
 
 
-@pytest.fixture(scope="module")
-def shipped_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+@pytest.fixture(scope="session", autouse=True)
+def shipped_proxy_booting(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ServiceProcess, str] | None]:
+    """Spawn the shipped-config proxy first, so its boot overlaps the session stack's.
+
+    Session scope and autouse put it ahead of `litellm_stack` (also session scoped); it only
+    spawns when a selected test needs it.
+    """
+    if not any("shipped_proxy" in item.fixturenames for item in request.session.items):
+        yield None
+        return
     if not SHIPPED_CONFIG.is_file():
         pytest.fail(f"the shipped LiteLLM config is missing: {SHIPPED_CONFIG}")
     key = new_master_key()
@@ -277,13 +289,23 @@ def shipped_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     provider_keys = ("OPENAI_API_KEY", "GEMINI_API_KEY", "GROQ_API_KEY", "OPENROUTER_API_KEY")
     saved = {name: os.environ.pop(name) for name in provider_keys if name in os.environ}
     try:
-        proxy = start_proxy(SHIPPED_CONFIG, tmp_path_factory.mktemp("shipped"), master_key=key)
+        work_dir = tmp_path_factory.mktemp("shipped")
+        proxy = start_proxy(SHIPPED_CONFIG, work_dir, master_key=key, wait=False)
     finally:
         os.environ.update(saved)
     try:
-        yield proxy.url, key
+        yield proxy, key
     finally:
         proxy.stop()
+
+
+@pytest.fixture
+def shipped_proxy(shipped_proxy_booting: tuple[ServiceProcess, str] | None) -> tuple[str, str]:
+    """(url, master key) of a ready proxy running the shipped config with no provider keys."""
+    assert shipped_proxy_booting is not None
+    proxy, key = shipped_proxy_booting
+    wait_proxy_ready(proxy)
+    return proxy.url, key
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from devstack.litellm import ensure_litellm_venv, start_litellm_proxy
+from devstack.litellm import READY_PATH, ensure_litellm_venv, spawn_litellm_proxy
 from devstack.litellm_config import (
     DEFAULT_FALLBACKS,
     DEFAULT_MODELS,
@@ -57,18 +57,29 @@ def start_proxy(
     master_key: str,
     env: Mapping[str, str] | None = None,
     ready_timeout: float = 300.0,
+    wait: bool = True,
 ) -> ServiceProcess:
-    """The proxy on a free loopback port with `config_path`; ready when this returns."""
+    """The proxy on a free loopback port with `config_path`.
+
+    With `wait` (default) it is ready when this returns; otherwise call `wait_proxy_ready`.
+    """
     port = free_port()
     full_env = {"LITELLM_MASTER_KEY": master_key, **(env or {})}
-    return start_litellm_proxy(
-        litellm_venv(),
-        config_path,
-        port,
-        work_dir / f"litellm-{port}.log",
-        full_env,
-        ready_timeout=ready_timeout,
+    proxy = spawn_litellm_proxy(
+        litellm_venv(), config_path, port, work_dir / f"litellm-{port}.log", full_env
     )
+    if wait:
+        wait_proxy_ready(proxy, ready_timeout)
+    return proxy
+
+
+def wait_proxy_ready(proxy: ServiceProcess, timeout: float = 300.0) -> None:
+    """Block until the proxy answers its liveliness probe; stop it and raise if it cannot."""
+    try:
+        proxy.wait_ready(READY_PATH, timeout=timeout)
+    except BaseException:
+        proxy.stop()
+        raise
 
 
 @dataclass
