@@ -188,7 +188,6 @@ def create_app(settings: Settings | None = None, overrides: AppOverrides | None 
                 request_deadline=settings.request_deadline,
                 metrics=metrics,
             )
-            stack.push_async_callback(llm.close, settings.shutdown_flush_timeout)
             app.state.llm = llm
             checks: dict[str, Check] = {
                 "litellm": Check(upstream.health),

@@ -289,7 +289,11 @@ class Settings(BaseSettings):
     )
     semantic_cache_enabled: bool = Field(True, description="Also match paraphrased prompts.")
     semantic_cache_threshold: float = Field(
-        0.92, gt=0, le=1, description="Cosine similarity at or above which a prompt matches."
+        0.90,
+        gt=0,
+        le=1,
+        description="Cosine similarity at or above which a prompt matches (0.90: no false hit "
+        "on the shipped labelled pairs with the hashing embedder; see bench/RESULTS.md).",
     )
     qdrant_url: str | None = Field(
         None, description="Qdrant server URL; unset: embedded local mode under DATA_DIR."

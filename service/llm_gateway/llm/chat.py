@@ -56,10 +56,10 @@ class ChatRequest:
         return sum(len(message_text(m)) for m in self.messages)
 
     def prompt_text(self) -> str:
-        """What the semantic cache embeds: the instructions and the last thing the user asked."""
-        system = self.texts_by_role("system", "developer")
+        """What the semantic cache embeds: the last thing the user asked. The rest of the
+        conversation (system prompt, earlier turns) must match exactly; the cache keys on it."""
         user = self.texts_by_role("user")
-        return "\n".join([*system, *user[-1:]])
+        return user[-1] if user else ""
 
     def upstream_payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {"model": self.model, "messages": self.messages, **self.params}

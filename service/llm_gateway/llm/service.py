@@ -8,7 +8,6 @@ is a call the gateway answered).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -37,7 +36,7 @@ _CACHEABLE_FINISH = frozenset({"stop", "tool_calls"})
 class AnswerCache(Protocol):
     async def lookup(self, request: CacheRequest) -> CacheHit | None: ...
 
-    async def store(self, request: CacheRequest, payload: dict[str, Any]) -> None: ...
+    def schedule_store(self, request: CacheRequest, payload: dict[str, Any]) -> None: ...
 
 
 class TraceSink(Protocol):
@@ -100,7 +99,6 @@ class LLMService:
         self._request_deadline = request_deadline
         self._metrics = metrics
         self._clock = clock
-        self._background: set[asyncio.Task[None]] = set()
 
     async def list_models(self) -> list[dict[str, Any]]:
         return await self._upstream.list_models()
@@ -190,14 +188,6 @@ class LLMService:
                     error=error,
                 )
 
-    async def close(self, timeout: float) -> None:  # noqa: ASYNC109 - a bound, not a cancel
-        """Let pending cache writes finish (bounded); they are best effort by design."""
-        if not self._background:
-            return
-        _, pending = await asyncio.wait(self._background, timeout=timeout)
-        for task in pending:
-            task.cancel()
-
     # --- helpers -------------------------------------------------------------------------
 
     def _cache_request(self, request: ChatRequest, principal: Principal) -> CacheRequest | None:
@@ -232,9 +222,7 @@ class LLMService:
             "cost": completion.cost,
         }
         # The answer is already the caller's; storing it must not add to their latency.
-        task = asyncio.create_task(self._cache.store(cache_request, payload))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._cache.schedule_store(cache_request, payload)
 
     def _elapsed_ms(self, started: float) -> float:
         return round((self._clock() - started) * 1000, 3)
