@@ -88,22 +88,23 @@ def summarise(stacks: list[tuple[list[str], int]], top: int = 25) -> dict[str, A
     }
 
 
-def record(gateway: Gateway, bench: Bench, seconds: float) -> dict[str, Any]:
+def record(gateway: Gateway, bench: Bench, seconds: float, target: str) -> dict[str, Any]:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
         return {"error": "py-spy not installed (uv sync --group bench)"}
     [worker] = gateway.workers()
-    out = ROOT / "bench" / ".work" / "profile.collapsed"
+    out = ROOT / "bench" / ".work" / f"profile-{target}.collapsed"
     argv = [py_spy, "record", "--pid", str(worker), "--duration", str(int(seconds))]
     argv += ["--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking", "--gil"]
     taskset = shutil.which("taskset")
     if taskset:
         argv = [taskset, "-c", str(LOADGEN_CPU), *argv]
     spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    load = bench.measure("gw_full", 64, duration=seconds + 1, warmup=0.5)
+    load = bench.measure(target, 64, duration=seconds + 1, warmup=0.5)
     _, err = spy.communicate(timeout=seconds + 30)
     if spy.returncode != 0 or not out.exists():
         return {"error": f"py-spy failed: {err.decode(errors='replace')[-500:]}"}
     summary = summarise(parse_collapsed(out.read_text()))
+    summary["target"] = target
     summary["load"] = {"rps": load["rps"], "p99_ms": load["latency_ms"].get("p99")}
     return summary

@@ -332,25 +332,30 @@ def semantic_section(results: dict[str, Any]) -> list[str]:
 
 
 def profile_section(results: dict[str, Any]) -> list[str]:
-    prof = results.get("profile")
-    if not prof:
-        return []
-    if "error" in prof:
-        return ["## Profile", "", prof["error"], ""]
-    areas = [[a["area"], f"{a['share']:.1%}"] for a in prof["areas"]]
-    top = [[f"`{f['frame']}`", f"{f['share']:.1%}"] for f in prof["self"][:15]]
-    return [
-        f"## Profile of scenario 3 under load (py-spy, {prof['samples']} samples of the worker "
-        f"at c=64; {prof['load']['rps']:.0f} RPS during sampling)",
-        "",
-        "Share of samples whose stack passes through each part (inclusive; parts nest, so "
-        "shares overlap):",
-        "",
-        *table(["part", "share of samples"], areas),
-        "Leaf frames (self time):",
-        "",
-        *table(["frame", "self"], top),
-    ]
+    profiles = results.get("profiles") or {}
+    if not profiles and results.get("profile"):
+        profiles = {"gw_full": results["profile"]}
+    lines: list[str] = []
+    for name, prof in profiles.items():
+        label = LABELS.get(name, name)
+        if "error" in prof:
+            lines += [f"## Profile: {label}", "", prof["error"], ""]
+            continue
+        areas = [[a["area"], f"{a['share']:.1%}"] for a in prof["areas"]]
+        top = [[f"`{f['frame']}`", f"{f['share']:.1%}"] for f in prof["self"][:15]]
+        lines += [
+            f"## Profile: {label} under load (py-spy --gil, {prof['samples']} samples of the "
+            f"worker at c=64, 0 ms mock; {prof['load']['rps']:.0f} RPS while sampled)",
+            "",
+            "Share of GIL-holding samples whose stack passes through each part (inclusive; "
+            "parts nest, so shares overlap):",
+            "",
+            *table(["part", "share of samples"], areas),
+            "Leaf frames (self time):",
+            "",
+            *table(["frame", "self"], top),
+        ]
+    return lines
 
 
 def targets(results: dict[str, Any]) -> list[str]:

@@ -310,7 +310,10 @@ def main() -> int:
         set_mock(mock.url, latency_ms=20, stream_chunks=3, chunk_delay_ms=0)
         bench.sustained_rps(["direct", "litellm", "gw_full", "gw_litellm", "gw_floor"])
         set_mock(mock.url, latency_ms=0)
-        results["profile"] = profile.record(gateways["gw_full"], bench, seconds=4 if QUICK else 12)
+        results["profiles"] = {
+            name: profile.record(gateways[name], bench, seconds=4 if QUICK else 12, target=name)
+            for name in ("gw_full", "gw_floor")
+        }
         results["rss_loaded_mb"] = {name: g.worker_rss_mb() for name, g in gateways.items()}
         if SOAK:
             bench.soak(gateways["gw_full"], minutes=10)

@@ -93,14 +93,24 @@ async def test_runs_as_uid_10001_on_a_read_only_root_and_writes_only_tmp_and_dat
     assert root_line.split()[3].startswith("ro"), root_line
     async with httpx.AsyncClient(timeout=5) as client:
         health = await client.get(container.url("http", "/health"))
-        # prometheus' multiprocess files live under /tmp: metrics prove that mount is used.
-        metrics = await client.get(container.url("http", "/metrics"))
     assert health.status_code == 200
     assert health.json()["status"] == "alive"
+
+
+async def test_metrics_from_every_worker_are_served_with_the_multiprocess_dir_on_tmp(
+    ready_pod: tuple[Pod, float, float],
+) -> None:
+    container = ready_pod[0].container
+    async with httpx.AsyncClient(timeout=5) as client:
+        for _ in range(4):  # spread over both workers
+            await client.get(container.url("http", "/health"))
+        metrics = await client.get(container.url("http", "/metrics"))
+    files = (await container.exec(["sh", "-c", "ls -la /tmp/*/"])).stdout
+
     assert metrics.status_code == 200
     assert "http_requests_total{" in metrics.text, (
         "empty /metrics under gunicorn: was prometheus_client imported in the master before "
-        "PROMETHEUS_MULTIPROC_DIR was set? (workers then keep in-memory values)"
+        f"PROMETHEUS_MULTIPROC_DIR was set? (workers then keep in-memory values); files: {files}"
     )
 
 

@@ -134,7 +134,17 @@ def error_for_response(
         return UpstreamAuthError(extra=extra)
     if status in (400, 422):
         return UpstreamBadRequest(message, extra=extra)
-    retry_after = parse_retry_after(response.headers.get("retry-after"), now)
+    if status == 408:
+        # LiteLLM answers 408 when ITS timeout for the provider expired: an upstream timeout.
+        return UpstreamTimeout(
+            f"The provider behind model '{model}' timed out at the LiteLLM proxy: {message}",
+            extra=extra,
+        )
+    # LiteLLM 1.106 forwards a provider's Retry-After only as `llm_provider-retry-after`.
+    retry_after = parse_retry_after(
+        response.headers.get("retry-after") or response.headers.get("llm_provider-retry-after"),
+        now,
+    )
     if status == 429:
         return UpstreamRateLimited(
             f"The upstream for model '{model}' is rate limiting: {message}",

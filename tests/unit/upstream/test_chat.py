@@ -105,6 +105,9 @@ async def test_cost_is_none_when_litellm_could_not_price_the_call() -> None:
         pytest.param(error_reply(503, "overloaded"), UpstreamError, 502, 4, id="503"),
         pytest.param(error_reply(504, "gw timeout"), UpstreamError, 502, 4, id="504"),
         pytest.param(error_reply(429, "slow down"), UpstreamRateLimited, 429, 4, id="429"),
+        pytest.param(
+            error_reply(408, "litellm.Timeout"), UpstreamTimeout, 504, 4, id="408-litellm-timeout"
+        ),
         pytest.param(httpx.ConnectError("refused"), UpstreamUnavailable, 503, 4, id="refused"),
         pytest.param(httpx.ReadError("reset"), UpstreamUnavailable, 503, 4, id="reset"),
         pytest.param(httpx.ReadTimeout("slow"), UpstreamTimeout, 504, 4, id="read-timeout"),
@@ -174,10 +177,18 @@ async def test_usage_counts_only_the_successful_attempt() -> None:
         pytest.param("Tue, 14 Nov 2023 22:13:23 GMT", id="http-date"),  # wall clock + 3 s
     ],
 )
-async def test_retry_after_from_the_upstream_is_honoured(retry_after: str) -> None:
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param("Retry-After", id="standard"),
+        # LiteLLM 1.106 forwards the provider's value only under this name.
+        pytest.param("llm_provider-retry-after", id="litellm-forwarded"),
+    ],
+)
+async def test_retry_after_from_the_upstream_is_honoured(retry_after: str, header: str) -> None:
     clock = FakeClock()
     upstream = ScriptedUpstream(
-        error_reply(429, "slow down", {"Retry-After": retry_after}), json_reply(200, completion())
+        error_reply(429, "slow down", {header: retry_after}), json_reply(200, completion())
     )
     client = make_client(upstream, clock, wall_clock=lambda: 1_700_000_000.0)
     result = await client.chat(PAYLOAD, deadline=Deadline(45, clock))
