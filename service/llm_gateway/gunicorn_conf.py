@@ -16,9 +16,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from llm_gateway.observability.logging import configure_logging, logging_config
-from llm_gateway.preflight import check_runtime_configuration
-from llm_gateway.settings import ConfigurationError, development_secret, load_settings
+# prometheus_client picks its value storage when first imported, and the preflight below imports
+# it (through the rate limiter's metrics): the directory must be in the environment before any
+# llm_gateway import, or every forked worker would count in private memory.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="llm-gateway-metrics-")
+_metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+from llm_gateway.observability.logging import configure_logging, logging_config  # noqa: E402
+from llm_gateway.preflight import check_runtime_configuration  # noqa: E402
+from llm_gateway.settings import (  # noqa: E402
+    ConfigurationError,
+    development_secret,
+    load_settings,
+)
 
 try:
     _settings = load_settings()
@@ -36,10 +47,6 @@ if _dev_secret_generated:
     os.environ["JWT_SECRET_KEY"] = development_secret()
     _settings = load_settings()
 
-# prometheus_client picks its storage when first imported; every worker must see this first.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="llm-gateway-metrics-")
-_metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 bind = [f"{_settings.host}:{_settings.port}"]
 workers = _settings.web_concurrency
