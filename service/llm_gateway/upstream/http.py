@@ -19,6 +19,12 @@ from opentelemetry.trace import TracerProvider
 
 TransportKind = Literal["aiohttp", "httpx"]
 
+# LiteLLM's proxy runs under uvicorn, which closes idle keep-alive connections after 5 s. A
+# pooled connection kept longer is dead on the server side, and the next POST written to it fails
+# ("Can not write request body"), which was seen opening circuits after quiet periods. Drop ours
+# first.
+IDLE_CONNECTION_SECONDS = 4.0
+
 
 def build_upstream_http_client(
     base_url: str,
@@ -37,7 +43,7 @@ def build_upstream_http_client(
     limits = httpx.Limits(
         max_connections=max_connections,
         max_keepalive_connections=max_connections,
-        keepalive_expiry=30.0,
+        keepalive_expiry=IDLE_CONNECTION_SECONDS,
     )
     if transport is None and transport_kind == "aiohttp":
         from httpx_aiohttp import AiohttpTransport
