@@ -1,4 +1,4 @@
-"""What a worker pays at start for each heavy import: peak RSS and wall time, each measured in a
+"""What a worker pays at start for each heavy import: RSS and wall time, each measured in a
 fresh interpreter pinned to the server core (so earlier imports cannot hide a later one's cost).
 
     .venv/bin/python -m bench.imports
@@ -23,12 +23,13 @@ MODULES = (
     "llm_gateway.app",
 )
 PROBE = (
-    "import resource, sys, time\n"
+    "import sys, time\n"
     "started = time.perf_counter()\n"
     "name = sys.argv[1]\n"
     "if name: __import__(name)\n"
-    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
-    "time.perf_counter() - started)\n"
+    "elapsed = time.perf_counter() - started\n"
+    "rss = [l for l in open('/proc/self/status') if l.startswith('VmRSS:')][0].split()[1]\n"
+    "print(int(rss) / 1024, elapsed)\n"
 )
 
 

@@ -2,9 +2,10 @@
 
 py-spy (the "bench" dependency group) attaches to the running worker from outside, so the
 service runs unmodified. It runs pinned next to the load generator, not on the server's core.
-The collapsed stacks are reduced to two tables: where the samples were (self, by leaf frame)
-and what they were under (inclusive, by frame, counted once per stack), plus a grouping of
-the inclusive time by the part of the system a frame belongs to.
+The collapsed stacks are reduced to: the part of the system that owns each sample (the
+innermost recognised frame: where the time is really spent), the inclusive share per part (what
+the samples were under; wrappers such as middleware include everything below them), and the
+leaf frames (self time).
 """
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ AREAS = (
     ("jwt/", "PyJWT"),
     ("llm_gateway/middleware", "gateway: middleware"),
     ("llm_gateway/observability", "gateway: logging/metrics/telemetry"),
+    # py-spy shortens paths: OpenTelemetry shows as asgi/__init__.py, trace/__init__.py, ...
     ("opentelemetry", "OpenTelemetry"),
+    ("OpenTelemetry", "OpenTelemetry"),
+    ("asgi/__init__.py", "OpenTelemetry"),
+    ("trace/__init__.py", "OpenTelemetry"),
+    ("instrumentation/", "OpenTelemetry"),
     ("prometheus_client", "prometheus-client"),
     ("logging/", "stdlib logging"),
     ("llm_gateway/upstream", "gateway: upstream client"),
@@ -71,8 +77,12 @@ def summarise(stacks: list[tuple[list[str], int]], top: int = 25) -> dict[str, A
     leaf: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     areas: Counter[str] = Counter()
+    innermost: Counter[str] = Counter()
     for frames, count in stacks:
         leaf[frames[-1]] += count
+        # The innermost recognised part owns the sample: where the time is actually spent.
+        owner = next((a for a in map(area, reversed(frames)) if a is not None), "other")
+        innermost[owner] += count
         for frame in set(frames):
             inclusive[frame] += count
         for name in {a for a in map(area, frames) if a is not None}:
@@ -85,6 +95,7 @@ def summarise(stacks: list[tuple[list[str], int]], top: int = 25) -> dict[str, A
         "self": as_share(leaf),
         "inclusive": as_share(inclusive),
         "areas": [{"area": a, "share": n / total} for a, n in areas.most_common()],
+        "owners": [{"area": a, "share": n / total} for a, n in innermost.most_common()],
     }
 
 

@@ -289,10 +289,10 @@ def imports_section(results: dict[str, Any]) -> list[str]:
     if not rows:
         return []
     return [
-        "### Import cost (each in a fresh interpreter on the server core; peak RSS includes the "
-        "interpreter)",
+        "### Import cost (each in a fresh interpreter on the server core; RSS includes the "
+        "interpreter's own ~9 MB)",
         "",
-        *table(["import", "peak RSS MB", "seconds"], rows),
+        *table(["import", "RSS MB after import", "seconds"], rows),
     ]
 
 
@@ -309,9 +309,11 @@ def semantic_section(results: dict[str, Any]) -> list[str]:
         rows = [
             [f"{r['threshold']:.2f}", f"{r['hit_rate']:.0%}", f"{r['false_hit_rate']:.1%}"]
             for r in fig["curve"]
-            if round(r["threshold"] * 100) % 5 == 0 or r["threshold"] in (0.92, 0.93)
+            if round(r["threshold"] * 100) % 5 == 0
+            or r["threshold"] in (fig["recommended"]["threshold"], fig["at_shipped"]["threshold"])
         ]
         rec, shipped = fig["recommended"], fig["at_shipped"]
+        unsafe = max((r["threshold"] for r in fig["curve"] if r["false_hit_rate"] > 0), default=0)
         lines += [f"### {name}", "", *table(["threshold", "hit rate", "false-hit rate"], rows)]
         lines += [
             f"Lowest threshold with no false hit: **{rec['threshold']:.2f}** (paraphrase hit "
@@ -319,8 +321,8 @@ def semantic_section(results: dict[str, Any]) -> list[str]:
             f"{quality['shipped_threshold']}: hit rate {shipped['hit_rate']:.0%}, false-hit "
             f"rate {shipped['false_hit_rate']:.1%}"
             + (
-                " — the curve supports it (no false hit, with a margin above the last threshold "
-                "that has one)."
+                f" — the curve supports it: no false hit, {shipped['threshold'] - unsafe:.2f} "
+                f"above the highest threshold that still has one ({unsafe:.2f})."
                 if shipped["false_hit_rate"] == 0
                 else f" — false hits at the shipped value: {fig['false_hits_at_shipped_by_kind']}."
             ),
@@ -341,16 +343,21 @@ def profile_section(results: dict[str, Any]) -> list[str]:
         if "error" in prof:
             lines += [f"## Profile: {label}", "", prof["error"], ""]
             continue
-        areas = [[a["area"], f"{a['share']:.1%}"] for a in prof["areas"]]
+        inclusive = {a["area"]: a["share"] for a in prof["areas"]}
+        areas = [
+            [a["area"], f"{a['share']:.1%}", f"{inclusive.get(a['area'], 0):.1%}"]
+            for a in prof.get("owners", [])
+        ]
         top = [[f"`{f['frame']}`", f"{f['share']:.1%}"] for f in prof["self"][:15]]
         lines += [
             f"## Profile: {label} under load (py-spy --gil, {prof['samples']} samples of the "
             f"worker at c=64, 0 ms mock; {prof['load']['rps']:.0f} RPS while sampled)",
             "",
-            "Share of GIL-holding samples whose stack passes through each part (inclusive; "
-            "parts nest, so shares overlap):",
+            "Each GIL-holding sample belongs to the innermost recognised part of its stack "
+            '("own", sums to 100 %); "inclusive" counts every sample the part is on the '
+            "stack for (wrappers such as middleware include everything they call).",
             "",
-            *table(["part", "share of samples"], areas),
+            *table(["part", "own", "inclusive"], areas),
             "Leaf frames (self time):",
             "",
             *table(["frame", "self"], top),

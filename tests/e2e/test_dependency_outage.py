@@ -222,7 +222,6 @@ async def test_mlflow_outage_journals_traces_and_replays_every_one(
     assert not missing, f"not journaled: {missing}"
     assert '"trace_export_failed"' in await pod.container.logs()
 
-    restart_started = time.monotonic()
     boot = await asyncio.to_thread(deps.mlflow.start)
     ready_at = time.monotonic()
     deadline = ready_at + REPLAY_INTERVAL * 5 + 20
@@ -241,7 +240,7 @@ async def test_mlflow_outage_journals_traces_and_replays_every_one(
 
     print(
         f"\n[e2e] mlflow outage: {len(request_ids)} calls answered 200 while it was down, all "
-        f"journaled; mlflow restart {boot:.1f} s (began {restart_started - ready_at:+.1f} s); "
+        f"journaled; mlflow restart {boot:.1f} s; "
         f"all {len(request_ids)} traces on the server {replayed_after:.1f} s after it was ready "
         f"(replay interval {REPLAY_INTERVAL:.0f} s)"
     )

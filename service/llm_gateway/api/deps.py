@@ -20,7 +20,7 @@ from llm_gateway.observability.context import user_var
 from llm_gateway.ratelimit.limiter import RateLimiter
 
 
-def client_address(request: Request) -> str:
+async def client_address(request: Request) -> str:
     """The client's address per TRUSTED_PROXIES (never X-Forwarded-For read blindly)."""
     resolver: ClientAddressResolver = request.app.state.client_address
     return resolver.resolve(request.scope)
@@ -54,7 +54,7 @@ async def get_limited_principal(
     request: Request, response: Response, principal: CurrentPrincipal
 ) -> Principal:
     limiter: RateLimiter = request.app.state.rate_limiter
-    ip_status = await limiter.check_ip(client_address(request))
+    ip_status = await limiter.check_ip(await client_address(request))
     user_status = await limiter.check_user(principal.limit_key)
     statuses = [status for status in (ip_status, user_status) if status is not None]
     if statuses:

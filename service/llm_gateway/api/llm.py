@@ -17,7 +17,9 @@ from llm_gateway.observability.context import request_id_var
 router = APIRouter(tags=["llm"])
 
 
-def get_llm(request: Request) -> LLMService:
+# Dependencies are `async def` on purpose: FastAPI runs plain `def` ones in a worker thread, a
+# measurable cost per request for what is an attribute read.
+async def get_llm(request: Request) -> LLMService:
     service: LLMService = request.app.state.llm
     return service
 

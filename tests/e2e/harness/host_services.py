@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 from devstack.litellm import READY_PATH, spawn_litellm_proxy
-from devstack.litellm_config import fake_upstream_config, write_config
+from devstack.litellm_config import DEFAULT_MODELS, fake_upstream_config, write_config
 from devstack.mlflow import DEFAULT_ALLOWED_HOSTS, MlflowServer, start_mlflow_server
 from devstack.processes import ServiceProcess
 
@@ -26,7 +26,7 @@ from tests.support.mlflow_server import START_TIMEOUT, mlflow_venv
 from tests.support.processes import free_port
 
 CONTAINER_HOST = "host.docker.internal"
-ANY_ADDRESS = "0.0.0.0"  # noqa: S104 - reachable from the docker bridge, the whole point
+ANY_ADDRESS = "0.0.0.0"  # reachable from the docker bridge: the whole point
 MLFLOW_ALLOWED_HOSTS = ",".join(
     (DEFAULT_ALLOWED_HOSTS, CONTAINER_HOST, f"{CONTAINER_HOST}:*", ANY_ADDRESS, f"{ANY_ADDRESS}:*")
 )
@@ -39,6 +39,7 @@ class HostLiteLLM:
 
     workdir: Path
     upstream: FakeUpstreamProcess
+    models: tuple[str, ...] = DEFAULT_MODELS
     master_key: str = field(default_factory=new_master_key)
     port: int = field(default_factory=free_port)
     proxy: ServiceProcess | None = None
@@ -58,7 +59,7 @@ class HostLiteLLM:
 
     def start(self) -> float:
         """Start the proxy and block until it answers; returns seconds to ready."""
-        config = fake_upstream_config(self.upstream.base_url)
+        config = fake_upstream_config(self.upstream.base_url, models=self.models)
         config_path = write_config(config, self.workdir / "litellm-config.yaml")
         self.starts += 1
         log_path = self.workdir / f"litellm-{self.port}-{self.starts}.log"
@@ -98,11 +99,14 @@ class HostLiteLLM:
             self.upstream.stop()
 
 
-def start_host_litellm(workdir: Path) -> HostLiteLLM:
-    """Fake upstream + proxy, started and warmed up; everything stopped again on failure."""
+def start_host_litellm(workdir: Path, extra_models: tuple[str, ...] = ()) -> HostLiteLLM:
+    """Fake upstream + proxy, started and warmed up; everything stopped again on failure.
+
+    `extra_models` are served besides the default ones (e.g. a model the test makes slow).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     upstream = start_fake_upstream(workdir)
-    stack = HostLiteLLM(workdir=workdir, upstream=upstream)
+    stack = HostLiteLLM(workdir=workdir, upstream=upstream, models=DEFAULT_MODELS + extra_models)
     try:
         stack.start()
         stack.warm_up()
