@@ -70,6 +70,7 @@ class TraceTracker:
         self._queue: asyncio.Queue[TraceRecord] = asyncio.Queue(maxsize=queue_size)
         self._in_flight: list[TraceRecord] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._journal_writes: set[asyncio.Future[int]] = set()
         self._mlflow_down = False
         self._closed = False
 
@@ -117,6 +118,8 @@ class TraceTracker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self._journal_writes:
+            await asyncio.wait(self._journal_writes, timeout=max(0.1, timeout))
         # A batch whose export was cut short may or may not have arrived: journal it (a resend
         # is harmless, the trace ids are deterministic).
         pending = [*self._in_flight, *self._drain_queue()]
@@ -212,9 +215,13 @@ class TraceTracker:
 
     async def _journal_in_flight(self, batch: list[TraceRecord]) -> None:
         # Once handed to the thread the append completes even if close() cancels us, so close()
-        # must not journal the same batch again.
+        # must not journal the same batch again; it waits for the write instead (shielded, so
+        # cancelling this task does not hide a write still running in its thread).
         self._in_flight = []
-        await asyncio.to_thread(self._append_or_count, batch)
+        write = asyncio.ensure_future(asyncio.to_thread(self._append_or_count, batch))
+        self._journal_writes.add(write)
+        write.add_done_callback(self._journal_writes.discard)
+        await asyncio.shield(write)
 
     def _mark_down(self, exc: BaseException | None) -> None:
         if self._mlflow_down:

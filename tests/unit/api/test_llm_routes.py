@@ -299,7 +299,8 @@ async def test_every_call_reaches_the_trace_journal_at_shutdown(
         for path in (tmp_path / "traces").rglob("*.jsonl*")
         for line in path.read_bytes().splitlines()
     ]
-    assert sorted(r["status"] for r in lines) == ["error", "ok", "ok", "ok"]
+    files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert sorted(r["status"] for r in lines) == ["error", "ok", "ok", "ok"], files
     assert {r["user"] for r in lines} == {"alice"}
 
 
