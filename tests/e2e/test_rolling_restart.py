@@ -36,7 +36,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 READY_TIMEOUT = 120.0
 PROPAGATION_DELAY = 1.0
+# 50 requests/s through the Service: LLM_CALLS_PER_SECOND real LLM calls (gateway -> LiteLLM ->
+# fake upstream) plus /health for the rest. One LiteLLM worker saturates below 25 calls/s on this
+# 2-core machine (p50 1.8 s at 25/s, measured), and an overloaded upstream would fail calls for
+# reasons that have nothing to do with the rollout.
 REQUESTS_PER_SECOND = 50
+LLM_CALLS_PER_SECOND = 10
 STEADY_MODEL = "fake-model"
 LONG_MODEL = "slow-model"
 LONG_SECONDS = 10.0
@@ -117,8 +122,9 @@ async def _rollout(
         traffic = Traffic(
             service.url,
             await _login(service.url),
-            rate=REQUESTS_PER_SECOND,
+            rate=LLM_CALLS_PER_SECOND,
             steady_model=STEADY_MODEL,
+            cheap_rate=REQUESTS_PER_SECOND - LLM_CALLS_PER_SECOND,
             long_model=LONG_MODEL if long_and_streams else None,
             long_loops=LONG_LOOPS,
             stream_model=STREAM_MODEL if long_and_streams else None,
@@ -178,9 +184,10 @@ async def test_rolling_restart_with_the_charts_pre_stop_fails_no_request(
         )
     report = facts.traffic
     assert report.failed() == 0, report.summary()
-    assert set(report.steady) == {OK}
-    assert report.steady[OK] > REQUESTS_PER_SECOND * 10  # the load really ran through it
-    assert sum(report.steady.values()) >= 0.8 * REQUESTS_PER_SECOND * report.duration
+    assert set(report.steady) == {OK} and set(report.cheap) == {OK}
+    # The load really ran through the whole rollout, at the rate asked for.
+    assert report.steady[OK] >= 0.8 * LLM_CALLS_PER_SECOND * report.load_seconds
+    assert report.cheap[OK] >= 0.8 * (REQUESTS_PER_SECOND - LLM_CALLS_PER_SECOND) * report.load_seconds
     assert report.long[OK] >= LONG_LOOPS and set(report.long) == {OK}
     assert report.streams[OK] >= STREAM_LOOPS and set(report.streams) == {OK}
     assert min(report.long_seconds) >= LONG_SECONDS

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -44,6 +45,9 @@ class _Failed:
 
 
 _FAILED: Final = _Failed()
+# Lookup vectors kept for the store of the same miss; a store follows its lookup within one
+# upstream call, so a few hundred cover every request in flight in a worker.
+_RECENT_VECTORS: Final = 512
 
 
 class ResponseCache:
@@ -70,6 +74,7 @@ class ResponseCache:
         if qdrant_url is None and data_dir is None:
             raise ValueError("ResponseCache needs DATA_DIR (local mode) or QDRANT_URL")
         self._embedder = embedder
+        self._recent_vectors: OrderedDict[str, list[float]] = OrderedDict()
         self._metrics = metrics
         self._ttl = ttl_seconds
         self._timeout = timeout
@@ -244,7 +249,7 @@ class ResponseCache:
             return None
 
         async def nearest() -> Any:
-            [vector] = await self._embedder.embed([req.prompt_text])
+            vector = await self._embed(req.prompt_text)
             return await store.search(
                 vector,
                 scope=req.scope,
@@ -292,7 +297,7 @@ class ResponseCache:
             async with asyncio.timeout(self._timeout):
                 if self._semantic and req.prompt_text.strip():
                     stage = "semantic"
-                    [vector] = await self._embedder.embed([req.prompt_text])
+                    vector = await self._embed(req.prompt_text, reuse=True)
                     stage = "exact"
                 else:
                     vector = _placeholder_vector(store.dimensions)
@@ -318,6 +323,20 @@ class ResponseCache:
         task.add_done_callback(self._pending_stores.discard)
 
     # --- helpers -----------------------------------------------------------------------------
+    async def _embed(self, text: str, *, reuse: bool = False) -> list[float]:
+        """Embed once per miss: the lookup's vector is kept briefly for the store that follows
+        (it was a tenth of a worker's CPU on the miss path, embedded twice)."""
+        if reuse:
+            kept = self._recent_vectors.pop(text, None)
+            if kept is not None:
+                return kept
+        [vector] = await self._embedder.embed([text])
+        if not reuse:
+            self._recent_vectors[text] = vector
+            while len(self._recent_vectors) > _RECENT_VECTORS:
+                self._recent_vectors.popitem(last=False)
+        return vector
+
     def _failed(self, event: str, tier: CacheTier, exc: BaseException) -> None:
         log.warning(event, extra={"tier": tier, "error": type(exc).__name__})
         self._count(tier, "error")

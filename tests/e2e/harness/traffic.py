@@ -2,6 +2,8 @@
 
 - steady: `rate` POST /llm/generate per second, launched on a fixed schedule (not one after the
   other, so slow answers do not lower the rate), each counted by its outcome;
+- cheap: `cheap_rate` GET /health per second on the same schedule (no upstream work: it adds
+  connections and routing decisions that a 2-core machine could not afford as LLM calls);
 - long: `long_loops` clients that each keep one slow call in flight, back to back;
 - streams: `stream_loops` clients that each keep one SSE stream (/v1/chat/completions with
   stream: true) open, back to back; a stream counts as complete only if it ends with
@@ -14,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -25,17 +29,19 @@ DONE_LINE = "data: [DONE]"
 @dataclass
 class TrafficReport:
     steady: collections.Counter[int | str] = field(default_factory=collections.Counter)
+    cheap: collections.Counter[int | str] = field(default_factory=collections.Counter)
     long: collections.Counter[int | str] = field(default_factory=collections.Counter)
     streams: collections.Counter[int | str] = field(default_factory=collections.Counter)
     steady_seconds: list[float] = field(default_factory=list)
     long_seconds: list[float] = field(default_factory=list)
     stream_seconds: list[float] = field(default_factory=list)
-    duration: float = 0.0
+    duration: float = 0.0  # from start() until everything in flight had finished
+    load_seconds: float = 0.0  # from start() until stop(): the time new work was started
 
     def failed(self) -> int:
         return sum(
             count
-            for counter in (self.steady, self.long, self.streams)
+            for counter in (self.steady, self.cheap, self.long, self.streams)
             for outcome, count in counter.items()
             if outcome != OK
         )
@@ -45,10 +51,13 @@ class TrafficReport:
             ordered = sorted(values)
             return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
-        rate = sum(self.steady.values()) / self.duration if self.duration else 0.0
+        def rate(counter: collections.Counter[int | str]) -> float:
+            return sum(counter.values()) / self.load_seconds if self.load_seconds else 0.0
+
         return (
-            f"steady {dict(self.steady)} ({rate:.1f}/s, p50 {pct(self.steady_seconds, 0.5):.3f} s"
-            f", p99 {pct(self.steady_seconds, 0.99):.3f} s); long {dict(self.long)} "
+            f"LLM calls {dict(self.steady)} ({rate(self.steady):.1f}/s, p50 "
+            f"{pct(self.steady_seconds, 0.5):.3f} s, p99 {pct(self.steady_seconds, 0.99):.3f} s)"
+            f"; /health {dict(self.cheap)} ({rate(self.cheap):.1f}/s); long {dict(self.long)} "
             f"({min(self.long_seconds, default=0):.1f}-{max(self.long_seconds, default=0):.1f} s)"
             f"; streams {dict(self.streams)} ({min(self.stream_seconds, default=0):.1f}-"
             f"{max(self.stream_seconds, default=0):.1f} s); over {self.duration:.1f} s"
@@ -67,6 +76,7 @@ class Traffic:
         *,
         rate: float,
         steady_model: str,
+        cheap_rate: float = 0.0,
         long_model: str | None = None,
         long_loops: int = 0,
         stream_model: str | None = None,
@@ -80,6 +90,7 @@ class Traffic:
             limits=httpx.Limits(max_connections=500, max_keepalive_connections=100),
         )
         self._rate = rate
+        self._cheap_rate = cheap_rate
         self._steady_model = steady_model
         self._long_model = long_model
         self._long_loops = long_loops if long_model else 0
@@ -93,7 +104,9 @@ class Traffic:
 
     async def start(self) -> None:
         self._started_at = time.monotonic()
-        self._loops.append(asyncio.create_task(self._steady()))
+        self._loops.append(asyncio.create_task(self._paced(self._rate, self._one_steady)))
+        if self._cheap_rate > 0:
+            self._loops.append(asyncio.create_task(self._paced(self._cheap_rate, self._one_cheap)))
         for number in range(self._long_loops):
             self._loops.append(asyncio.create_task(self._long(number)))
         for number in range(self._stream_loops):
@@ -101,6 +114,7 @@ class Traffic:
 
     async def stop(self) -> TrafficReport:
         self._stop.set()
+        self.report.load_seconds = time.monotonic() - self._started_at
         await asyncio.gather(*self._loops)
         await asyncio.gather(*self._calls)
         self.report.duration = time.monotonic() - self._started_at
@@ -109,12 +123,12 @@ class Traffic:
 
     # ---- the three kinds of client ---------------------------------------------------------
 
-    async def _steady(self) -> None:
-        interval = 1 / self._rate
+    async def _paced(self, rate: float, call: Callable[[int], Coroutine[Any, Any, None]]) -> None:
+        interval = 1 / rate
         next_at = time.monotonic()
         number = 0
         while not self._stop.is_set():
-            task = asyncio.create_task(self._one_steady(number))
+            task = asyncio.create_task(call(number))
             self._calls.add(task)
             task.add_done_callback(self._calls.discard)
             number += 1
@@ -132,6 +146,14 @@ class Traffic:
         ok = response.status_code == 200 and bool(response.json().get("response"))
         self.report.steady[OK if ok else response.status_code] += 1
         self.report.steady_seconds.append(time.monotonic() - started)
+
+    async def _one_cheap(self, number: int) -> None:
+        try:
+            response = await self._client.get("/health")
+        except httpx.HTTPError as exc:
+            self.report.cheap[_outcome(exc)] += 1
+            return
+        self.report.cheap[OK if response.status_code == 200 else response.status_code] += 1
 
     async def _long(self, loop: int) -> None:
         number = 0

@@ -253,3 +253,26 @@ async def test_a_remote_embedder_learns_its_dimensions_at_open_and_serves_the_se
         assert hit is not None
         assert hit.tier == "semantic"
         await cache.close()
+
+
+class CountingEmbedder(HashingEmbedder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+    async def embed(self, texts: list[str]) -> list[list[float]]:
+        self.texts.extend(texts)
+        return await super().embed(texts)
+
+
+async def test_a_miss_then_its_store_embeds_the_prompt_once(make_cache: CacheFactory) -> None:
+    embedder = CountingEmbedder()
+    cache = await make_cache(embedder=embedder)
+    embedder.texts.clear()  # whatever open() probed
+    request = chat("How do I rotate my API key?")
+    assert await cache.lookup(request) is None
+    await cache.store(request, answer("Open settings, then keys."))
+    assert embedder.texts == ["How do I rotate my API key?"]
+    # A store without a preceding lookup still embeds.
+    await cache.store(chat("Another question?"), answer("Another answer."))
+    assert embedder.texts[-1] == "Another question?"
