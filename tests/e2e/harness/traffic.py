@@ -8,6 +8,9 @@
 - streams: `stream_loops` clients that each keep one SSE stream (/v1/chat/completions with
   stream: true) open, back to back; a stream counts as complete only if it ends with
   `data: [DONE]` and carried no error event.
+Long and stream clients start `spread` seconds apart in all (pass the call's duration): clients
+that start together stay in step, and a whole wave could then miss the moment that matters
+(e.g. every call of a pod finishing just before its SIGTERM).
 `stop()` stops starting new work, waits for everything in flight, and returns the report.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -81,6 +85,8 @@ class Traffic:
         long_loops: int = 0,
         stream_model: str | None = None,
         stream_loops: int = 0,
+        long_spread: float = 0.0,
+        stream_spread: float = 0.0,
         timeout: float = 60.0,
     ) -> None:
         self._client = httpx.AsyncClient(
@@ -96,6 +102,8 @@ class Traffic:
         self._long_loops = long_loops if long_model else 0
         self._stream_model = stream_model
         self._stream_loops = stream_loops if stream_model else 0
+        self._long_spread = long_spread
+        self._stream_spread = stream_spread
         self._stop = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self._calls: set[asyncio.Task[None]] = set()
@@ -155,7 +163,13 @@ class Traffic:
             return
         self.report.cheap[OK if response.status_code == 200 else response.status_code] += 1
 
+    async def _staggered(self, loop: int, loops: int, spread: float) -> None:
+        delay = spread * loop / max(loops, 1)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), delay)
+
     async def _long(self, loop: int) -> None:
+        await self._staggered(loop, self._long_loops, self._long_spread)
         number = 0
         while not self._stop.is_set():
             started = time.monotonic()
@@ -171,6 +185,7 @@ class Traffic:
             self.report.long_seconds.append(time.monotonic() - started)
 
     async def _stream(self, loop: int) -> None:
+        await self._staggered(loop, self._stream_loops, self._stream_spread)
         number = 0
         while not self._stop.is_set():
             started = time.monotonic()
