@@ -110,11 +110,33 @@ def semantic_plot(results: dict[str, Any], out: Path) -> Path:
     return path
 
 
-def draw(results: dict[str, Any], out: Path) -> list[Path]:
+def soak_plot(soaks: list[dict[str, Any]], out: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for soak in soaks:
+        xs = [t / 60 for t, _ in soak["samples"]]
+        label = f"{soak.get('chain', 'full')} chain ({soak['slope_mb_per_min']:.2f} MB/min)"
+        ax.plot(xs, [mb for _, mb in soak["samples"]], label=label)
+    ax.set_xlabel("minutes under load")
+    ax.set_ylabel("worker RSS (MB)")
+    ax.set_title("memory soak, unique prompts")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "soak.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def draw(
+    results: dict[str, Any], out: Path, soaks: list[dict[str, Any]] | None = None
+) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     made = [semantic_plot(results, out)]
     if results.get("latency"):
         made.append(latency_plot(results, out))
     if results.get("rps"):
         made.append(rps_plot(results, out))
+    if soaks:
+        made.append(soak_plot(soaks, out))
     return made

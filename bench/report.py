@@ -31,9 +31,9 @@ def ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def last_soak() -> dict[str, Any] | None:
-    """The soak is optional and long; a separate run's figures (bench/soak.json) are reused."""
-    path = BENCH / "soak.json"
+def last_soak(chain: str = "full") -> dict[str, Any] | None:
+    """The soak is optional and long; a separate run's figures (bench/soak*.json) are reused."""
+    path = BENCH / ("soak.json" if chain == "full" else f"soak-{chain}.json")
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -266,18 +266,19 @@ def process_section(results: dict[str, Any]) -> list[str]:
             f"logged: {drain['graceful_shutdown_logged']}.",
             "",
         ]
-    soak = results.get("soak") or last_soak()
-    if soak:
+    soaks = [soak for soak in (results.get("soak") or last_soak(), last_soak("floor")) if soak]
+    if soaks:
+        lines += ["### Memory soak (RSS of the worker every 10 s)", ""]
+    for soak in soaks:
         first, last = soak["samples"][0][1], soak["samples"][-1][1]
         lines += [
-            "### Memory soak",
-            "",
-            f"{soak['minutes']:.0f} min at {soak['rate']} req/s (unique prompts, full chain): "
-            f"RSS {first:.0f} → {last:.0f} MB, slope after the first minute "
-            f"{soak['slope_mb_per_min']:.2f} MB/min; {soak['rps']:.0f} RPS, "
-            f"errors {soak['errors'] or 'none'}.",
-            "",
+            f"- {soak.get('chain', 'full')} chain, {soak['minutes']:.0f} min at {soak['rate']} "
+            f"req/s, unique prompts: RSS {first:.0f} → {last:.0f} MB, slope after the first "
+            f"minute {soak['slope_mb_per_min']:.2f} MB/min; {soak['rps']:.0f} RPS, errors "
+            f"{soak['errors'] or 'none'}.",
         ]
+    if soaks:
+        lines += [""]
     return lines
 
 
@@ -413,7 +414,7 @@ def targets(results: dict[str, Any]) -> list[str]:
         check(f"{name.replace('_', '-')} p99 at c=1", value, limit, "ms")
     soak = results.get("soak") or last_soak()
     if soak:
-        check("soak memory slope", soak["slope_mb_per_min"], 0.5, "MB/min")
+        check("soak memory slope (full chain)", soak["slope_mb_per_min"], 0.5, "MB/min")
     else:
         rows.append(["memory flat under 10-min soak", "-", "not run (BENCH_SOAK=1)"])
     return ["## Targets (issue 6)", "", *table(["target", "measured", "result"], rows)]
@@ -446,7 +447,8 @@ def headline(results: dict[str, Any]) -> list[str]:
 
 
 def write(results: dict[str, Any]) -> None:
-    made = plots.draw(results, BENCH / "plots")
+    soaks = [soak for soak in (results.get("soak") or last_soak(), last_soak("floor")) if soak]
+    made = plots.draw(results, BENCH / "plots", soaks)
     m = results["machine"]
     lines = [
         "# Benchmark results",

@@ -194,7 +194,7 @@ class Bench:
         self.log(f"drain: {self.results['drain']}")
         set_mock(mock_url, latency_ms=0)
 
-    def soak(self, gateway: Gateway, minutes: float, rate: int = 50) -> None:
+    def soak(self, gateway: Gateway, minutes: float, rate: int = 50, chain: str = "full") -> None:
         url, headers = self.targets["gw_full"]
         duration = minutes * 60
         proc, out = loadgen(
@@ -223,7 +223,9 @@ class Bench:
             "rps": result["rps"],
             "errors": result["errors"],
         }
-        (ROOT / "bench" / "soak.json").write_text(json.dumps(self.results["soak"]))
+        self.results["soak"]["chain"] = chain
+        name = "soak.json" if chain == "full" else f"soak-{chain}.json"
+        (ROOT / "bench" / name).write_text(json.dumps(self.results["soak"]))
         self.log(f"soak slope {self.results['soak']['slope_mb_per_min']:.2f} MB/min")
 
 
