@@ -14,23 +14,17 @@ CLI (used by `make mlflow-venv` and `make run`)::
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
-import hashlib
-import os
-import shutil
 import signal
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from devstack.processes import ServiceProcess
+from devstack.venvs import clean_env, ensure_venv, repo_root
+
 REQUIREMENTS = Path("devstack/requirements/mlflow.txt")
-VENV_DIR = Path(".stack/mlflow-venv")
-STAMP_NAME = ".requirements-sha256"
+VENV_NAME = "mlflow-venv"
 # Host headers the server accepts (MLflow >= 3.5 rejects others with 403): loopback for tests and
 # `make run`, the in-cluster Service names for the chart's workload.
 DEFAULT_ALLOWED_HOSTS = ",".join(
@@ -49,135 +43,24 @@ DEFAULT_ALLOWED_HOSTS = ",".join(
 )
 
 
-def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
-
-
-def _find_uv(root: Path) -> str | None:
-    local = root / ".tools" / "uv" / "bin" / "uv"
-    if local.is_file():
-        return str(local)
-    return shutil.which("uv")
-
-
-def _requirements_hash(requirements: Path) -> str:
-    return hashlib.sha256(requirements.read_bytes()).hexdigest()
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """Serialise venv builds across processes (parallel test sessions, `make run`)."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _run(argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
-    subprocess.run(list(argv), check=True, env=dict(env) if env is not None else None)  # noqa: S603
-
-
 def ensure_mlflow_venv(root: Path) -> Path:
     """The MLflow server venv under `root/.stack/`, built or rebuilt when its pins changed.
 
     Idempotent and safe to call concurrently. Returns the venv directory; raises
     `subprocess.CalledProcessError` when the install fails.
     """
-    requirements = root / REQUIREMENTS
-    venv = root / VENV_DIR
-    wanted = _requirements_hash(requirements)
-    stamp = venv / STAMP_NAME
-    with _exclusive(root / ".stack" / "mlflow-venv.lock"):
-        if (
-            stamp.is_file()
-            and stamp.read_text().strip() == wanted
-            and (venv / "bin" / "mlflow").is_file()
-        ):
-            return venv
-        # Outside env markers must not redirect the installer to another environment.
-        env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-        env.pop("UV_PROJECT_ENVIRONMENT", None)
-        uv = _find_uv(root)
-        if venv.exists():
-            shutil.rmtree(venv)
-        if uv is not None:
-            _run([uv, "venv", "--quiet", "--python", "3.11", str(venv)], env)
-            _run(
-                [uv, "pip", "sync", "--quiet", "--compile-bytecode",
-                 "--python", str(venv / "bin" / "python"),
-                 str(requirements)],
-                env,
-            )  # fmt: skip
-        else:
-            _run([sys.executable, "-m", "venv", str(venv)], env)
-            _run(
-                [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-                 "-r", str(requirements)],
-                env,
-            )  # fmt: skip
-        stamp.write_text(wanted + "\n")
-        return venv
+    return ensure_venv(root, VENV_NAME, root / REQUIREMENTS, entry_point="mlflow")
 
 
-class MlflowServer:
+class MlflowServer(ServiceProcess):
     """A running `mlflow server` child; its own session so stop() also reaps its workers."""
 
     def __init__(self, argv: Sequence[str], *, url: str, log_path: Path, env: Mapping[str, str]):
-        self.argv = list(argv)
-        self.url = url
-        self.log_path = log_path
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = log_path.open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603
-            self.argv,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=dict(env),
-            start_new_session=True,
-        )
+        super().__init__("mlflow server", argv, url=url, log_path=log_path, env=env)
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def output(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 180.0) -> None:
+    def wait_ready(self, path: str = "/health", timeout: float = 180.0) -> float:
         """Block until GET /health answers 200; raise RuntimeError if it exits or times out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"mlflow server exited with {self.proc.returncode}; see {self.log_path}"
-                )
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"mlflow server not ready within {timeout}s; see {self.log_path}")
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=timeout)
-        # The server's uvicorn/gunicorn workers share its process group.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        if self.proc.returncode is None:
-            self.proc.wait(timeout=5)
-        self._log.close()
-        return self.proc.returncode
+        return super().wait_ready(path, timeout)
 
 
 def mlflow_server_argv(
@@ -211,7 +94,7 @@ def start_mlflow_server(
 ) -> MlflowServer:
     """Start `mlflow server` (sqlite store and local artifacts in store_dir); not yet ready."""
     store_dir.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env = clean_env()
     # An operator's own list (the environment) wins over the default.
     env.setdefault("MLFLOW_SERVER_ALLOWED_HOSTS", allowed_hosts)
     # No telemetry pings from a dev/test server (the network here is closed anyway).

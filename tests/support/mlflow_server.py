@@ -22,7 +22,7 @@ def mlflow_venv() -> Path:
 def start_ready_server(venv: Path, port: int, store: Path, log_path: Path) -> MlflowServer:
     server = start_mlflow_server(venv, port, store, log_path)
     try:
-        server.wait_ready(START_TIMEOUT)
+        server.wait_ready(timeout=START_TIMEOUT)
     except Exception:
         server.stop()
         raise

@@ -147,7 +147,7 @@ class HostMlflow:
             allowed_hosts=MLFLOW_ALLOWED_HOSTS,
         )
         try:
-            self.server.wait_ready(START_TIMEOUT)
+            self.server.wait_ready(timeout=START_TIMEOUT)
         except BaseException:
             self.stop()
             raise
