@@ -34,7 +34,7 @@ from llm_gateway.client_address import ClientAddressResolver
 from llm_gateway.guard.injection import InjectionDetector
 from llm_gateway.guard.policy import GuardLimits, PromptGuard
 from llm_gateway.guard.security import SecurityMonitor
-from llm_gateway.health import Check, CheckFailed, HealthChecker
+from llm_gateway.health import Check, HealthChecker
 from llm_gateway.lifecycle import DrainController
 from llm_gateway.llm.service import LLMService
 from llm_gateway.middleware.access_log import AccessLogMiddleware
@@ -130,13 +130,6 @@ def create_app(settings: Settings | None = None, overrides: AppOverrides | None 
         settings.breaker_failure_threshold, settings.breaker_recovery_seconds, metrics=metrics
     )
 
-    async def circuit_check() -> dict[str, object]:
-        snapshot = breakers.snapshot()
-        open_models = [m for m, state in snapshot.items() if state["state"] != "closed"]
-        if open_models:
-            raise CheckFailed(f"circuit open for {', '.join(open_models)}", {"models": snapshot})
-        return {"models": snapshot}
-
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         started = time.monotonic()
@@ -191,7 +184,7 @@ def create_app(settings: Settings | None = None, overrides: AppOverrides | None 
             app.state.llm = llm
             checks: dict[str, Check] = {
                 "litellm": Check(upstream.health),
-                "circuit_breaker": Check(circuit_check, cacheable=False),
+                "circuit_breaker": Check(breakers.health_check, cacheable=False),
             }
             if cache is not None:
                 checks["qdrant"] = Check(cache.health)
