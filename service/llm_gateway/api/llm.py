@@ -34,7 +34,7 @@ def default_model(request: Request) -> str:
 
 def cache_headers(response: Response, completion: Completion) -> None:
     response.headers["X-Cache"] = (
-        f"HIT; tier={completion.cache_tier}" if completion.cached else ("MISS")
+        f"HIT; tier={completion.cache_tier}" if completion.cached else "MISS"
     )
     response.headers["X-Model-Used"] = completion.model_used
 
