@@ -1,0 +1,105 @@
+"""CPU milliseconds per request, variant against variant, interleaved in one run.
+
+    .venv/bin/python -m bench.cpu_cost                      # full chain vs floor, this tree
+    .venv/bin/python -m bench.cpu_cost --baseline /tmp/base/service   # + the same two on a copy
+    .venv/bin/python -m bench.cpu_cost --chain full --requests 3000 --concurrency 8 --rounds 3
+
+Wall-clock latency on a shared 2-core machine moves with whatever else runs; the CPU time the
+gateway worker spends per request (utime + stime from /proc, divided by the requests answered)
+moves much less, so it is the figure to compare code changes by. Each variant is one gunicorn
+worker pinned to the server core, talking to the 0 ms mock; rounds alternate between variants so
+a burst of outside load hits them all alike. `--baseline DIR` runs the same chains from another
+copy of `service/` (for example `git archive HEAD service | tar -x -C /tmp/base`), imported first
+through PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.run import UNIQUE_BODY, loadgen, prime
+from bench.stack import FLOOR, FULL_CHAIN, Gateway, free_port, start_mock, users_json
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.cpu_cost")
+    parser.add_argument("--chain", choices=["full", "floor", "both"], default="both")
+    parser.add_argument("--baseline", type=Path, help="another service/ directory to compare")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--set", action="append", default=[], help="NAME=VALUE for every variant")
+    args = parser.parse_args()
+    chains = {"full": FULL_CHAIN, "floor": FLOOR}
+    names = list(chains) if args.chain == "both" else [args.chain]
+    extra = dict(item.split("=", 1) for item in args.set)
+    sources: dict[str, str | None] = {"tree": None}
+    if args.baseline is not None:
+        sources["baseline"] = str(args.baseline.resolve())
+
+    logs = Path(tempfile.mkdtemp(prefix="bench-cpu-"))
+    mock = start_mock(free_port(), logs)
+    gateways: dict[str, Gateway] = {}
+    try:
+        users = users_json()
+        for source, path in sources.items():
+            for chain in names:
+                label = f"{chain}@{source}"
+                env = {**chains[chain], **extra}
+                if path is not None:
+                    env["PYTHONPATH"] = path
+                gateway = Gateway(label.replace("@", "_"), free_port(), mock.url, env, logs, users)
+                gateways[label] = gateway
+                url = gateway.url + "/v1/chat/completions"
+                prime(url, gateway.auth, UNIQUE_BODY, times=50)
+        per_request: dict[str, list[float]] = {label: [] for label in gateways}
+        rps: dict[str, list[float]] = {label: [] for label in gateways}
+        for _ in range(args.rounds):
+            for label, gateway in gateways.items():
+                (worker,) = gateway.workers()
+                before = cpu_seconds(worker)
+                result = loadgen(
+                    {
+                        "url": gateway.url + "/v1/chat/completions",
+                        "headers": gateway.auth,
+                        "body": UNIQUE_BODY,
+                        "concurrency": args.concurrency,
+                        "requests": args.requests,
+                        "warmup": 0,
+                    }
+                )
+                spent = cpu_seconds(worker) - before
+                answered = result["ok"] + sum(result["errors"].values())
+                per_request[label].append(spent * 1000 / max(answered, 1))
+                rps[label].append(result["rps"])
+        sys.stdout.write(
+            f"{'variant':<20} {'CPU ms/request (median of rounds)':>34} {'rounds':>24} {'RPS':>8}\n"
+        )
+        for label in gateways:
+            rounds = " ".join(f"{value:.2f}" for value in per_request[label])
+            sys.stdout.write(
+                f"{label:<20} {statistics.median(per_request[label]):>34.3f} {rounds:>24} "
+                f"{statistics.median(rps[label]):>8.0f}\n"
+            )
+    finally:
+        for gateway in gateways.values():
+            gateway.stop()
+        mock.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
