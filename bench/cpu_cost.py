@@ -16,22 +16,21 @@ through PYTHONPATH.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 from bench.run import UNIQUE_BODY, loadgen, prime
-from bench.stack import FLOOR, FULL_CHAIN, Gateway, free_port, start_mock, users_json
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+from bench.stack import (
+    FLOOR,
+    FULL_CHAIN,
+    Gateway,
+    cpu_seconds,
+    free_port,
+    start_mock,
+    users_json,
+)
 
 
 def main() -> int:
@@ -82,8 +81,7 @@ def main() -> int:
                     }
                 )
                 spent = cpu_seconds(worker) - before
-                answered = result["ok"] + sum(result["errors"].values())
-                per_request[label].append(spent * 1000 / max(answered, 1))
+                per_request[label].append(spent * 1000 / max(result["requests_sent"], 1))
                 rps[label].append(result["rps"])
         sys.stdout.write(
             f"{'variant':<20} {'CPU ms/request (median of rounds)':>34} {'rounds':>24} {'RPS':>8}\n"

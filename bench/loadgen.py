@@ -229,6 +229,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         "errors": dict(recorder.errors),
         "error_rate": failed / (ok + failed) if ok + failed else 0.0,
         "rps": ok / elapsed if elapsed > 0 else 0.0,
+        # Every request sent, warm-up included: what the server's CPU time is divided by.
+        "requests_sent": load.counter,
         "latency_ms": summarise(recorder.latencies_ms),
         "headers": dict(recorder.header_values),
     }

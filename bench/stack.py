@@ -32,6 +32,7 @@ SERVER_CPU = 0
 LOADGEN_CPU = 1
 JWT_SECRET = "bench-signing-key-0123456789abcdef-0123456789"  # loopback only, never shipped
 LITELLM_KEY = "sk-bench-" + secrets.token_hex(16)  # fresh per run; the proxy needs one
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 BENCH_USER = "bench"
 BENCH_PASSWORD = "bench-password-not-secret"  # a throwaway local account
 
@@ -80,6 +81,13 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) one process has used so far, from /proc (Linux)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def children(pid: int) -> list[int]:
