@@ -72,6 +72,7 @@ def latency_section(results: dict[str, Any]) -> list[str]:
                     ms(added(results, name, conc, "p90")),
                     ms(added(results, name, conc, "p99")),
                     f"{r['rps']:.0f}",
+                    ms(r.get("server_cpu_ms_per_request")),
                     f"{r['error_rate']:.2%}",
                 ]
             )
@@ -87,10 +88,18 @@ def latency_section(results: dict[str, Any]) -> list[str]:
                 "added p90",
                 "added p99",
                 "RPS",
+                "server CPU ms/req",
                 "errors",
             ],
             rows,
         )
+    out += [
+        "Server CPU ms/req: CPU time (user + system, from /proc) of the process serving the "
+        "scenario (the mock for direct, the LiteLLM proxy, the gateway worker; not the mock "
+        "behind them) divided by the requests sent, warm-up included. It is the cost figure "
+        "least moved by other load on a shared machine.",
+        "",
+    ]
     return out
 
 
@@ -442,6 +451,17 @@ def headline(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"- CPU-bound (0 ms mock, c=64): floor {f_:.0f} RPS, full chain {g_:.0f} RPS "
             f"(the optional chain costs {1 - g_ / f_:.0%} of throughput)."
+        )
+    cpu = {
+        name: lat[name]["c64"].get("server_cpu_ms_per_request")
+        for name in ("litellm", "gw_full", "gw_floor")
+        if name in lat
+    }
+    if all(cpu.get(name) for name in ("litellm", "gw_full", "gw_floor")):
+        lines.append(
+            f"- Server CPU per request (c=64, 0 ms mock): LiteLLM {cpu['litellm']:.2f} ms, "
+            f"gateway full chain {cpu['gw_full']:.2f} ms, floor {cpu['gw_floor']:.2f} ms "
+            f"(LiteLLM / full chain = {cpu['litellm'] / cpu['gw_full']:.1f}x)."
         )
     return [*lines, ""]
 

@@ -33,6 +33,8 @@ from bench.stack import (
     LOADGEN_CPU,
     ROOT,
     Gateway,
+    children,
+    cpu_seconds,
     free_port,
     set_mock,
     start_litellm,
@@ -88,6 +90,9 @@ class Bench:
         self.logs = logs
         self.results: dict[str, Any] = {"latency": {}, "rps": {}, "cache": {}, "stream": {}}
         self.targets: dict[str, tuple[str, dict[str, str]]] = {}
+        # The processes serving a target (without the mock behind it): their CPU time per
+        # request is the cost figure least moved by other load on the machine.
+        self.servers: dict[str, list[int]] = {}
 
     def log(self, message: str) -> None:
         sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
@@ -98,7 +103,12 @@ class Bench:
         spec = {"url": url, "headers": headers, "body": body, "concurrency": concurrency}
         spec.setdefault("duration", DURATION)
         spec.update(extra)
+        pids = self.servers.get(target, [])
+        before = sum(cpu_seconds(pid) for pid in pids)
         result = loadgen(spec)
+        if pids and result.get("requests_sent"):
+            spent = sum(cpu_seconds(pid) for pid in pids) - before
+            result["server_cpu_ms_per_request"] = spent * 1000 / result["requests_sent"]
         lat = result["latency_ms"]
         self.log(
             f"{target} c={concurrency}: {result['rps']:.0f} rps, p50 {lat.get('p50', 0):.2f} ms, "
@@ -299,6 +309,9 @@ def main() -> int:
         )
         for name, gateway in gateways.items():
             bench.targets[name] = (gateway.url + CHAT_PATH, gateway.auth)
+            bench.servers[name] = gateway.workers()
+        bench.servers["direct"] = [mock.pid]
+        bench.servers["litellm"] = [litellm.pid, *children(litellm.pid)]
         results["ready_s"] = {name: g.ready_seconds for name, g in gateways.items()}
         results["rss_idle_mb"] = {name: g.worker_rss_mb() for name, g in gateways.items()}
 
