@@ -1,13 +1,15 @@
-"""httpx's default transport vs httpx-aiohttp, side by side, against a fast local upstream.
+"""The upstream adapters side by side against a fast local upstream: aiohttp native (the
+default), httpx over httpx-aiohttp's transport (the previous default), httpx's own pool.
 
     .venv/bin/python bench/transport_bench.py [--requests 3000] [--rounds 2]
 
 Starts a small OpenAI-like aiohttp server in a subprocess (pinned to the last CPU; the load
-generator runs on the first), then for each transport and round: latency p50/p99 at
-concurrency 1 and requests per second at concurrency 64, for a POST with a ~1 KB JSON body
-answered by a ~1 KB JSON body. The client is the gateway's own `build_upstream_http_client`,
-so the figures price exactly what the service runs. Rounds alternate transports so drift on a
-shared machine hits both alike. Not part of the test suite.
+generator runs on the first), then for each adapter and round: latency p50/p99 at
+concurrency 1, requests per second at concurrency 64 and the client's CPU microseconds per
+request, for a POST with a ~1 KB JSON body answered by a ~1 KB JSON body. The clients are the
+gateway's own adapters behind its `Upstream` port, so the figures price what the service runs.
+Rounds alternate the order so drift on a shared machine hits every adapter alike. Not part of
+the test suite.
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 
-from llm_gateway.upstream.http import TransportKind, build_upstream_http_client
+from llm_gateway.upstream.aiohttp_upstream import AiohttpUpstream
+from llm_gateway.upstream.http import HttpxUpstream, TransportKind, build_upstream_http_client
+from llm_gateway.upstream.port import Upstream
+
+KINDS = ["aiohttp-native", "httpx-over-aiohttp", "httpx-pool"]
 
 REQUEST_BODY = {
     "model": "bench-model",
@@ -67,19 +73,28 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def measure(base_url: str, kind: TransportKind, requests: int) -> dict[str, float]:
-    client = build_upstream_http_client(
-        base_url, kind, connect_timeout=5, request_timeout=30, max_connections=64
+def adapter(base_url: str, kind: str) -> Upstream:
+    if kind == "aiohttp-native":
+        return AiohttpUpstream(base_url, connect_timeout=5, read_timeout=30, max_connections=64)
+    transport: TransportKind = "aiohttp" if kind == "httpx-over-aiohttp" else "httpx"
+    return HttpxUpstream(
+        build_upstream_http_client(
+            base_url, transport, connect_timeout=5, request_timeout=30, max_connections=64
+        )
     )
+
+
+async def measure(base_url: str, kind: str, requests: int) -> dict[str, float]:
+    client = adapter(base_url, kind)
     content = orjson.dumps(REQUEST_BODY)
-    headers = {"Content-Type": "application/json", "Authorization": "Bearer sk-bench"}
 
     async def one() -> float:
         started = time.perf_counter()
-        response = await client.post("/v1/chat/completions", content=content, headers=headers)
+        headers = {"Content-Type": "application/json", "Authorization": "Bearer sk-bench"}
+        response = await client.send("POST", "/v1/chat/completions", content, headers)
         orjson.loads(response.content)
-        if response.status_code != 200:
-            raise RuntimeError(f"unexpected status {response.status_code}")
+        if response.status != 200:
+            raise RuntimeError(f"unexpected status {response.status}")
         return time.perf_counter() - started
 
     try:
@@ -96,14 +111,17 @@ async def measure(base_url: str, kind: TransportKind, requests: int) -> dict[str
                 await one()
 
         started = time.perf_counter()
+        cpu_started = time.process_time()
         await asyncio.gather(*(worker() for _ in range(64)))
         rps = requests / (time.perf_counter() - started)
+        cpu_us = (time.process_time() - cpu_started) * 1e6 / requests
     finally:
         await client.aclose()
     return {
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "rps_c64": rps,
+        "cpu_us": cpu_us,
     }
 
 
@@ -141,7 +159,7 @@ def main() -> None:
         except ImportError:
             loop_name = "asyncio"
         rows: list[tuple[int, str, dict[str, float]]] = []
-        kinds: list[TransportKind] = ["httpx", "aiohttp"]
+        kinds = KINDS
         for round_number in range(1, args.rounds + 1):
             order = kinds if round_number % 2 else kinds[::-1]
             for kind in order:
@@ -157,17 +175,18 @@ def main() -> None:
         f"Python {platform.python_version()}, {loop_name}, httpx {httpx.__version__}, "
         f"{args.requests} requests per measurement, ~1 KB request and response"
     )
-    print("| round | transport | c=1 p50 ms | c=1 p99 ms | c=64 RPS |")
-    print("|---|---|---|---|---|")
+    print("| round | adapter | c=1 p50 ms | c=1 p99 ms | c=64 RPS | client CPU us/request |")
+    print("|---|---|---|---|---|---|")
     for round_number, kind, row in rows:
         print(
             f"| {round_number} | {kind} | {row['p50_ms']:.3f} | {row['p99_ms']:.3f} "
-            f"| {row['rps_c64']:.0f} |"
+            f"| {row['rps_c64']:.0f} | {row['cpu_us']:.0f} |"
         )
     for kind in kinds:
         best = max(row["rps_c64"] for _, k, row in rows if k == kind)
         p50 = min(row["p50_ms"] for _, k, row in rows if k == kind)
-        print(f"best {kind}: p50 {p50:.3f} ms, {best:.0f} RPS at c=64")
+        cpu = min(row["cpu_us"] for _, k, row in rows if k == kind)
+        print(f"best {kind}: p50 {p50:.3f} ms, {best:.0f} RPS at c=64, {cpu:.0f} us CPU/request")
 
 
 if __name__ == "__main__":

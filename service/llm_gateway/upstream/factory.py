@@ -9,8 +9,41 @@ from llm_gateway.observability.metrics import Metrics
 from llm_gateway.resilience.breaker import CircuitBreakerRegistry
 from llm_gateway.resilience.retry import RetryPolicy
 from llm_gateway.settings import Settings
-from llm_gateway.upstream.http import build_upstream_http_client
+from llm_gateway.upstream.aiohttp_upstream import AiohttpUpstream
+from llm_gateway.upstream.http import HttpxUpstream, build_upstream_http_client
 from llm_gateway.upstream.litellm import LiteLLMClient
+from llm_gateway.upstream.port import Upstream
+
+
+def build_upstream(
+    settings: Settings,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Upstream:
+    """The adapter UPSTREAM_TRANSPORT names; an injected httpx `transport` means httpx's.
+
+    aiohttp (the default) is `AiohttpUpstream`; httpx is an `httpx.AsyncClient` with its own pool.
+    """
+    if transport is None and settings.upstream_transport == "aiohttp":
+        return AiohttpUpstream(
+            settings.litellm_base_url,
+            connect_timeout=settings.upstream_connect_timeout,
+            read_timeout=settings.upstream_request_timeout,
+            max_connections=settings.upstream_max_connections,
+            tracer_provider=tracer_provider,
+        )
+    return HttpxUpstream(
+        build_upstream_http_client(
+            settings.litellm_base_url,
+            "httpx",
+            connect_timeout=settings.upstream_connect_timeout,
+            request_timeout=settings.upstream_request_timeout,
+            max_connections=settings.upstream_max_connections,
+            tracer_provider=tracer_provider,
+            transport=transport,
+        )
+    )
 
 
 def build_litellm_client(
@@ -22,18 +55,9 @@ def build_litellm_client(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> LiteLLMClient:
     """A ready client; no I/O happens until its first call. Close it with `await .aclose()`."""
-    http = build_upstream_http_client(
-        settings.litellm_base_url,
-        settings.upstream_transport,
-        connect_timeout=settings.upstream_connect_timeout,
-        request_timeout=settings.upstream_request_timeout,
-        max_connections=settings.upstream_max_connections,
-        tracer_provider=tracer_provider,
-        transport=transport,
-    )
     api_key = settings.litellm_api_key
     return LiteLLMClient(
-        http,
+        build_upstream(settings, tracer_provider=tracer_provider, transport=transport),
         api_key=api_key.get_secret_value() if api_key is not None else None,
         retry=RetryPolicy(
             max_retries=settings.retry_max_attempts,

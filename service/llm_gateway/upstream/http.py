@@ -1,9 +1,11 @@
-"""The one pooled HTTP client to the LiteLLM proxy, owned by the app's lifespan.
+"""The httpx flavour of the upstream port: an `httpx.AsyncClient` and `HttpxUpstream` over it.
 
-Two transports behind the same `httpx.AsyncClient` API: httpx's own pool and aiohttp's through
-`httpx_aiohttp.AiohttpTransport` (measured faster here, see bench/transport_bench.py). Tests
-inject a transport (`httpx.MockTransport`) instead. Constructing the client does no I/O: the
-aiohttp session and the connections open on the first request, inside the running loop.
+Used for UPSTREAM_TRANSPORT=httpx (httpx's own pool) and whenever a transport is injected
+(`httpx.MockTransport` in unit and API tests). `build_upstream_http_client` can also put httpx
+over aiohttp (`httpx_aiohttp.AiohttpTransport`, the previous default); `build_litellm_client`
+(upstream/factory.py) now serves UPSTREAM_TRANSPORT=aiohttp with `AiohttpUpstream` instead, which
+skips httpx's request and response objects altogether. Constructing either does no I/O:
+connections open on the first request, inside the running loop.
 
 Timeouts set here are per operation (connect, read, write, pool); the LiteLLM client adds the
 per-attempt total and the per-request deadline on top.
@@ -11,19 +13,24 @@ per-attempt total and the per-request deadline on top.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
 from typing import Literal
 
 import httpx
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.trace import TracerProvider
 
-TransportKind = Literal["aiohttp", "httpx"]
+from llm_gateway.upstream.port import (
+    IDLE_CONNECTION_SECONDS,
+    USER_AGENT,
+    ConnectFailed,
+    ConnectionBroken,
+    TransportError,
+    TransportTimeout,
+    UpstreamResponse,
+)
 
-# LiteLLM's proxy runs under uvicorn, which closes idle keep-alive connections after 5 s. A
-# pooled connection kept longer is dead on the server side, and the next POST written to it fails
-# ("Can not write request body"), which was seen opening circuits after quiet periods. Drop ours
-# first.
-IDLE_CONNECTION_SECONDS = 4.0
+TransportKind = Literal["aiohttp", "httpx"]
 
 
 def build_upstream_http_client(
@@ -58,8 +65,69 @@ def build_upstream_http_client(
         transport=transport,
         # LiteLLM sits next to the gateway (same cluster or host): no proxy from the env.
         trust_env=False,
-        headers={"User-Agent": "llm-gateway"},
+        headers={"User-Agent": USER_AGENT},
     )
     if tracer_provider is not None:
         HTTPXClientInstrumentor().instrument_client(client, tracer_provider=tracer_provider)
     return client
+
+
+def transport_error(exc: httpx.HTTPError) -> TransportError:
+    """httpx's failure as the port's: connect failures, own timeouts, everything else broken."""
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return ConnectFailed(exc)
+    if isinstance(exc, httpx.TimeoutException):
+        return TransportTimeout(exc)
+    return ConnectionBroken(exc)
+
+
+class HttpxStreamResponse:
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self.status = response.status_code
+        self.headers: Mapping[str, str] = response.headers
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.aiter_bytes():
+                yield chunk
+        except httpx.HTTPError as exc:
+            raise transport_error(exc) from exc
+
+    async def aread(self) -> bytes:
+        try:
+            return await self._response.aread()
+        except httpx.HTTPError as exc:
+            raise transport_error(exc) from exc
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+class HttpxUpstream:
+    """The upstream port over an `httpx.AsyncClient`; owns the client (closes it in aclose)."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def send(
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> UpstreamResponse:
+        try:
+            response = await self.client.request(method, path, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc) from exc
+        return UpstreamResponse(response.status_code, response.headers, response.content)
+
+    async def open_stream(
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> HttpxStreamResponse:
+        request = self.client.build_request(method, path, content=body, headers=headers)
+        try:
+            response = await self.client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc) from exc
+        return HttpxStreamResponse(response)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

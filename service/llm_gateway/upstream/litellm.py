@@ -6,6 +6,10 @@ smaller of the per-attempt timeout and what the deadline has left, and is timed 
 attempt is tried again. Every request carries `Authorization: Bearer <LITELLM_API_KEY>` (when
 set), this request's `X-Request-ID` and, with tracing on, W3C `traceparent`.
 
+The network is behind the `Upstream` port (upstream/port.py): `AiohttpUpstream` in production,
+`HttpxUpstream` for UPSTREAM_TRANSPORT=httpx and for tests that inject an httpx transport. An
+`httpx.AsyncClient` passed in is wrapped in `HttpxUpstream`.
+
 Usage, model and cost come from the successful response only: failed attempts are never billed
 to the caller.
 """
@@ -28,6 +32,7 @@ from llm_gateway.observability.metrics import Metrics
 from llm_gateway.resilience.breaker import CircuitBreakerRegistry
 from llm_gateway.resilience.deadline import Deadline
 from llm_gateway.resilience.retry import RetryPolicy, failure_reason
+from llm_gateway.upstream.http import HttpxUpstream
 from llm_gateway.upstream.mapping import (
     Usage,
     attempted_fallbacks,
@@ -36,10 +41,16 @@ from llm_gateway.upstream.mapping import (
     parse_cost,
     upstream_message,
 )
+from llm_gateway.upstream.port import (
+    TransportError,
+    Upstream,
+    UpstreamResponse,
+    UpstreamStreamResponse,
+)
 from llm_gateway.upstream.sse import SseEventReader, StreamTranscript
 from llm_gateway.upstream.stream import UpstreamStream, read_first_event
 
-_JSON = {"Content-Type": "application/json"}
+_TRANSPORT_FAILURES = (TimeoutError, TransportError)
 UNKNOWN_MODEL_LABEL = "(unknown)"
 
 
@@ -61,7 +72,7 @@ class UpstreamResult:
 class LiteLLMClient:
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        upstream: Upstream | httpx.AsyncClient,
         *,
         api_key: str | None,
         retry: RetryPolicy,
@@ -74,8 +85,17 @@ class LiteLLMClient:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self._http = http
-        self._api_key = api_key
+        self._upstream: Upstream = (
+            HttpxUpstream(upstream) if isinstance(upstream, httpx.AsyncClient) else upstream
+        )
+        # Built once: each request only adds its X-Request-ID to a copy.
+        auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._get_headers: dict[str, str] = auth
+        self._post_headers: dict[str, str] = {"Content-Type": "application/json", **auth}
+        self._stream_headers: dict[str, str] = {
+            **self._post_headers,
+            "Accept": "text/event-stream",
+        }
         self._retry = retry
         self._breakers = breakers
         self._request_timeout = request_timeout
@@ -92,8 +112,8 @@ class LiteLLMClient:
     # --- public API ------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close the pooled HTTP client this client was given (it owns it from then on)."""
-        await self._http.aclose()
+        """Close the upstream adapter this client was given (it owns it from then on)."""
+        await self._upstream.aclose()
 
     async def chat(self, payload: dict[str, Any], *, deadline: Deadline) -> UpstreamResult:
         """A non-streamed chat completion, OpenAI format in and out."""
@@ -158,10 +178,9 @@ class LiteLLMClient:
 
     # --- attempts ------------------------------------------------------------------------
 
-    def _headers(self) -> dict[str, str]:
-        headers: dict[str, str] = {}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
+    @staticmethod
+    def _headers(static: dict[str, str]) -> dict[str, str]:
+        headers = static.copy()
         request_id = current_request_id()
         if request_id:
             headers["X-Request-ID"] = request_id
@@ -191,17 +210,17 @@ class LiteLLMClient:
         attempts = 0
         started = self._clock()
 
-        async def attempt() -> tuple[httpx.Response, dict[str, Any]]:
+        async def attempt() -> tuple[UpstreamResponse, dict[str, Any]]:
             nonlocal attempts
             attempts += 1
             timeout = self._attempt_timeout(deadline, self._request_timeout, model)
             with self._breakers.guard(model), self._attempt_metrics(model):
                 try:
                     async with asyncio.timeout(timeout):
-                        response = await self._http.post(
-                            path, content=content, headers={**_JSON, **self._headers()}
+                        response = await self._upstream.send(
+                            "POST", path, content, self._headers(self._post_headers)
                         )
-                except (TimeoutError, httpx.HTTPError) as exc:
+                except _TRANSPORT_FAILURES as exc:
                     raise error_for_transport(exc, model, timeout) from exc
                 return response, self._json_body(response, model)
 
@@ -225,19 +244,21 @@ class LiteLLMClient:
         timeout = self._request_timeout
         try:
             async with asyncio.timeout(timeout):
-                response = await self._http.get(path, headers=self._headers())
-        except (TimeoutError, httpx.HTTPError) as exc:
+                response = await self._upstream.send(
+                    "GET", path, None, self._headers(self._get_headers)
+                )
+        except _TRANSPORT_FAILURES as exc:
             raise error_for_transport(exc, label, timeout) from exc
         return self._json_body(response, label)
 
-    def _json_body(self, response: httpx.Response, model: str) -> dict[str, Any]:
-        if response.status_code >= 400:
+    def _json_body(self, response: UpstreamResponse, model: str) -> dict[str, Any]:
+        if response.status >= 400:
             raise error_for_response(response, model, self._wall_clock)
         try:
             body = orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
             raise UpstreamError(
-                f"The upstream answered HTTP {response.status_code} with a body that is not "
+                f"The upstream answered HTTP {response.status} with a body that is not "
                 f"JSON: {upstream_message(response.content)[:200]}",
                 extra={"upstream_status": 502},
             ) from exc
@@ -260,20 +281,20 @@ class LiteLLMClient:
         """One attempt: connect, check the status, read up to the first data event."""
         timeout = self._attempt_timeout(deadline, self._first_token_timeout, model)
         with self._breakers.guard(model), self._attempt_metrics(model):
-            request = self._http.build_request(
-                "POST",
-                "/v1/chat/completions",
-                content=orjson.dumps(body),
-                headers={**_JSON, **self._headers(), "Accept": "text/event-stream"},
-            )
-            response: httpx.Response | None = None
+            content = orjson.dumps(body)
+            headers = self._headers(self._stream_headers)
+            response: UpstreamStreamResponse | None = None
             reader: SseEventReader | None = None
             try:
                 async with asyncio.timeout(timeout):
-                    response = await self._http.send(request, stream=True)
-                    if response.status_code >= 400:
-                        await response.aread()
-                        raise error_for_response(response, model, self._wall_clock)
+                    response = await self._upstream.open_stream(
+                        "POST", "/v1/chat/completions", content, headers
+                    )
+                    if response.status >= 400:
+                        whole = UpstreamResponse(
+                            response.status, response.headers, await response.aread()
+                        )
+                        raise error_for_response(whole, model, self._wall_clock)
                     reader = SseEventReader(response.aiter_bytes())
                     transcript = StreamTranscript(requested_model=model)
                     pending = await read_first_event(reader, transcript, model)
@@ -282,7 +303,7 @@ class LiteLLMClient:
                     await reader.aclose()
                 if response is not None:
                     await response.aclose()
-                if isinstance(exc, TimeoutError | httpx.HTTPError):
+                if isinstance(exc, _TRANSPORT_FAILURES):
                     raise error_for_transport(exc, model, timeout) from exc
                 raise
             return UpstreamStream(

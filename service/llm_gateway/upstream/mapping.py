@@ -9,12 +9,11 @@ ever contains request headers, so the API key cannot leak through an error.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
 import orjson
 
 from llm_gateway.errors import (
@@ -27,6 +26,7 @@ from llm_gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from llm_gateway.upstream.port import ConnectFailed, TransportTimeout, UpstreamResponse
 
 _UNKNOWN_MODEL = re.compile(
     r"invalid model name passed in model|model[_ ]not[_ ]found|"
@@ -106,7 +106,7 @@ def parse_retry_after(value: str | None, now: Callable[[], float]) -> float | No
     return max(0.0, when.timestamp() - now())
 
 
-def attempted_fallbacks(headers: httpx.Headers) -> int:
+def attempted_fallbacks(headers: Mapping[str, str]) -> int:
     value = headers.get("x-litellm-attempted-fallbacks", "0")
     return int(value) if value.isdigit() else 0
 
@@ -119,10 +119,10 @@ def parse_cost(value: str | None) -> float | None:
 
 
 def error_for_response(
-    response: httpx.Response, model: str, now: Callable[[], float]
+    response: UpstreamResponse, model: str, now: Callable[[], float]
 ) -> GatewayError:
     """The exception for an upstream answer with status >= 400 (its body already read)."""
-    status = response.status_code
+    status = response.status
     message = upstream_message(response.content)
     extra = {"upstream_status": status}
     if status == 404 or (status in (400, 422) and _UNKNOWN_MODEL.search(message)):
@@ -160,18 +160,20 @@ def error_for_response(
 
 
 def error_for_transport(exc: BaseException, model: str, timeout: float) -> GatewayError:
-    """The exception for an attempt that got no HTTP answer at all."""
-    if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
-        # The aiohttp transport reports resets and refused connections as these too.
+    """The exception for an attempt that got no (whole) HTTP answer.
+
+    `exc` is the port's `TransportError` (whichever library saw the failure) or the attempt's
+    own `TimeoutError`. Unavailable is retried; so is a timeout, within the deadline.
+    """
+    if isinstance(exc, ConnectFailed):
         return UpstreamUnavailable(
-            f"Could not reach the upstream for model '{model}' ({type(exc).__name__}: {exc}); "
+            f"Could not reach the upstream for model '{model}' ({exc}); "
             "check that the LiteLLM proxy is running and LITELLM_BASE_URL is right"
         )
-    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+    if isinstance(exc, TimeoutError | TransportTimeout):
         return UpstreamTimeout(
             f"The upstream for model '{model}' did not answer within {timeout:.3g} s"
         )
     return UpstreamUnavailable(
-        f"The connection to the upstream for model '{model}' failed "
-        f"({type(exc).__name__}: {exc or 'no detail'})"
+        f"The connection to the upstream for model '{model}' failed ({exc or 'no detail'})"
     )

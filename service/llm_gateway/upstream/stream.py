@@ -13,17 +13,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
-import httpx
-
 from llm_gateway.errors import StreamInterrupted, UpstreamError
 from llm_gateway.upstream.mapping import Usage, attempted_fallbacks
+from llm_gateway.upstream.port import TransportError, UpstreamStreamResponse
 from llm_gateway.upstream.sse import MalformedEvent, SseEventReader, StreamTranscript
 
 
 class UpstreamStream:
     def __init__(
         self,
-        response: httpx.Response,
+        response: UpstreamStreamResponse,
         reader: SseEventReader,
         transcript: StreamTranscript,
         pending: list[bytes],
@@ -94,10 +93,8 @@ class UpstreamStream:
             raise self._interrupted(
                 f"the upstream sent nothing for {self._idle_timeout:g} s (stream idle timeout)"
             ) from exc
-        except httpx.HTTPError as exc:
-            raise self._interrupted(
-                f"the upstream connection broke ({type(exc).__name__}: {exc or 'no detail'})"
-            ) from exc
+        except TransportError as exc:
+            raise self._interrupted(f"the upstream connection broke ({exc})") from exc
         if raw is None:
             raise self._interrupted("the upstream ended the stream without data: [DONE]")
         return raw

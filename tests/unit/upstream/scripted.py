@@ -8,15 +8,20 @@ from typing import Any
 
 import httpx
 import orjson
+from opentelemetry.trace import TracerProvider
 
 from llm_gateway.observability.metrics import Metrics
 from llm_gateway.resilience.breaker import CircuitBreakerRegistry
 from llm_gateway.resilience.retry import RetryPolicy
-from llm_gateway.upstream.http import build_upstream_http_client
+from llm_gateway.upstream.aiohttp_upstream import AiohttpUpstream
+from llm_gateway.upstream.http import HttpxUpstream, build_upstream_http_client
 from llm_gateway.upstream.litellm import LiteLLMClient
+from llm_gateway.upstream.port import Upstream
 from tests.unit.resilience.fakes import FakeClock
 
 API_KEY = "sk-test-secret-key-0123456789"
+# Every adapter a real server can be reached through: the native one and httpx's two pools.
+ADAPTERS = ["aiohttp", "httpx", "httpx-aiohttp"]
 Step = bytes | float | BaseException
 
 
@@ -117,7 +122,7 @@ def make_client(
         transport=httpx.MockTransport(upstream),
     )
     return LiteLLMClient(
-        http,
+        HttpxUpstream(http),
         api_key=API_KEY,
         retry=RetryPolicy(max_retries=max_retries, sleep=clock.sleep, random=lambda: 0.0),
         breakers=breakers or CircuitBreakerRegistry(clock=clock, metrics=metrics),
@@ -129,3 +134,19 @@ def make_client(
         clock=clock,
         wall_clock=wall_clock or (lambda: 1_700_000_000.0),
     )
+
+
+def real_adapter(
+    kind: str, base_url: str, *, read_timeout: float = 5, provider: TracerProvider | None = None
+) -> Upstream:
+    """`kind` from ADAPTERS, talking to a real server at `base_url`."""
+    if kind == "aiohttp":
+        return AiohttpUpstream(
+            base_url, connect_timeout=2, read_timeout=read_timeout, max_connections=4,
+            tracer_provider=provider,
+        )  # fmt: skip
+    http = build_upstream_http_client(
+        base_url, "httpx" if kind == "httpx" else "aiohttp", connect_timeout=2,
+        request_timeout=read_timeout, max_connections=4, tracer_provider=provider,
+    )  # fmt: skip
+    return HttpxUpstream(http)

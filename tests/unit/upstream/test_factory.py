@@ -6,7 +6,9 @@ import pytest
 from llm_gateway.errors import UpstreamError
 from llm_gateway.observability.metrics import Metrics
 from llm_gateway.resilience.deadline import Deadline
-from llm_gateway.upstream.factory import build_litellm_client
+from llm_gateway.upstream.aiohttp_upstream import AiohttpUpstream
+from llm_gateway.upstream.factory import build_litellm_client, build_upstream
+from llm_gateway.upstream.http import HttpxUpstream
 from tests.support.settings import make_settings
 from tests.unit.upstream.scripted import ScriptedUpstream, completion, error_reply, json_reply
 
@@ -48,3 +50,24 @@ async def test_aclose_closes_the_pool(kind: str) -> None:
     await client.aclose()
     with pytest.raises(RuntimeError, match="closed"):
         await client.health()
+
+
+@pytest.mark.parametrize(
+    ("kind", "inject", "adapter"),
+    [
+        pytest.param("aiohttp", False, AiohttpUpstream, id="default-aiohttp-is-native"),
+        pytest.param("httpx", False, HttpxUpstream, id="httpx-pool"),
+        pytest.param("aiohttp", True, HttpxUpstream, id="an-injected-transport-means-httpx"),
+    ],
+)
+async def test_the_transport_setting_picks_the_adapter(
+    kind: str, inject: bool, adapter: type[object]
+) -> None:
+    transport = (
+        httpx.MockTransport(ScriptedUpstream(json_reply(200, completion()))) if inject else None
+    )
+    upstream = build_upstream(make_settings(UPSTREAM_TRANSPORT=kind), transport=transport)
+    try:
+        assert isinstance(upstream, adapter)
+    finally:
+        await upstream.aclose()

@@ -1,4 +1,6 @@
-"""Both transports against a real (in-process, loopback) HTTP server: tracing, headers, streams."""
+"""Every upstream adapter against a real (in-process, loopback) HTTP server: tracing, headers,
+streams. `aiohttp` is the native adapter (the default); the two httpx ones run httpx's own pool
+and httpx over httpx-aiohttp's transport."""
 
 from __future__ import annotations
 
@@ -12,18 +14,18 @@ from aiohttp import web
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from llm_gateway.errors import StreamInterrupted
 from llm_gateway.observability.context import request_id_var
 from llm_gateway.resilience.breaker import CircuitBreakerRegistry
 from llm_gateway.resilience.deadline import Deadline
 from llm_gateway.resilience.retry import RetryPolicy
-from llm_gateway.upstream.http import TransportKind, build_upstream_http_client
 from llm_gateway.upstream.litellm import LiteLLMClient
 from llm_gateway.upstream.stream import UpstreamStream
-from tests.unit.upstream.scripted import API_KEY, completion
+from tests.unit.upstream.scripted import ADAPTERS, API_KEY, completion, real_adapter
 
-TRANSPORTS = [pytest.param("httpx", id="httpx"), pytest.param("aiohttp", id="aiohttp")]
+TRANSPORTS = ADAPTERS
 CHUNK = b'data: {"model": "m-1", "choices": [{"index": 0, "delta": {"content": "x"}}]}\n\n'
 
 
@@ -84,14 +86,10 @@ def spans() -> tuple[TracerProvider, InMemorySpanExporter]:
 
 
 def make_client(
-    base_url: str, kind: TransportKind, provider: TracerProvider, idle_timeout: float = 5.0
+    base_url: str, kind: str, provider: TracerProvider, idle_timeout: float = 5.0
 ) -> LiteLLMClient:
-    http = build_upstream_http_client(
-        base_url, kind, connect_timeout=2, request_timeout=5, max_connections=4,
-        tracer_provider=provider,
-    )  # fmt: skip
     return LiteLLMClient(
-        http,
+        real_adapter(kind, base_url, provider=provider),
         api_key=API_KEY,
         retry=RetryPolicy(max_retries=0),
         breakers=CircuitBreakerRegistry(),
@@ -104,7 +102,7 @@ def make_client(
 
 @pytest.mark.parametrize("kind", TRANSPORTS)
 async def test_upstream_requests_carry_traceparent_and_request_id(
-    kind: TransportKind,
+    kind: str,
     fake_litellm: FakeLiteLLM,
     spans: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
@@ -116,14 +114,14 @@ async def test_upstream_requests_carry_traceparent_and_request_id(
             result = await client.chat({"model": "m", "messages": []}, deadline=Deadline(5))
     finally:
         request_id_var.reset(token)
-        await client._http.aclose()
+        await client.aclose()
     assert result.attempts == 1
     headers = {k.lower(): v for k, v in fake_litellm.seen_headers[0].items()}
     trace_id = format(parent.get_span_context().trace_id, "032x")
     assert headers["traceparent"].split("-")[1] == trace_id
     assert headers["x-request-id"] == "req_00000000000000aa"
     assert headers["authorization"] == f"Bearer {API_KEY}"
-    client_spans = [s for s in exporter.get_finished_spans() if s.name == "POST"]
+    client_spans = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.CLIENT]
     assert len(client_spans) == 1
     assert client_spans[0].parent is not None
     assert client_spans[0].parent.span_id == parent.get_span_context().span_id
@@ -131,7 +129,7 @@ async def test_upstream_requests_carry_traceparent_and_request_id(
 
 @pytest.mark.parametrize("kind", TRANSPORTS)
 async def test_a_client_leaving_mid_stream_closes_the_upstream_connection(
-    kind: TransportKind,
+    kind: str,
     fake_litellm: FakeLiteLLM,
     spans: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
@@ -149,14 +147,14 @@ async def test_a_client_leaving_mid_stream_closes_the_upstream_connection(
                 break
             await asyncio.sleep(0.01)
     finally:
-        await client._http.aclose()
+        await client.aclose()
     assert fake_litellm.stream_endings == ["client_closed"]
     assert stream.model_used == "m-1"
 
 
 @pytest.mark.parametrize("kind", TRANSPORTS)
 async def test_a_stalled_stream_is_interrupted_by_the_idle_timeout(
-    kind: TransportKind,
+    kind: str,
     fake_litellm: FakeLiteLLM,
     spans: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
@@ -176,6 +174,6 @@ async def test_a_stalled_stream_is_interrupted_by_the_idle_timeout(
         with pytest.raises(StreamInterrupted, match=r"sent nothing for 0\.1 s"):
             await read_all()
     finally:
-        await client._http.aclose()
+        await client.aclose()
     assert events == [CHUNK]
     assert orjson.loads(CHUNK[6:])["model"] == opened[0].model_used
