@@ -42,15 +42,15 @@ from llm_gateway.middleware.body_limit import BodyLimitMiddleware
 from llm_gateway.middleware.drain import DrainMiddleware
 from llm_gateway.middleware.errors import UnexpectedErrorMiddleware
 from llm_gateway.middleware.request_id import RequestIdMiddleware
+from llm_gateway.middleware.trace_context import TraceContextMiddleware
 from llm_gateway.observability.metrics import Metrics
 from llm_gateway.observability.telemetry import UNTRACED_PATHS, Telemetry, build_telemetry
 from llm_gateway.ratelimit.limiter import RateLimiter
 from llm_gateway.resilience.breaker import CircuitBreakerRegistry
-from llm_gateway.resilience.retry import RetryPolicy
 from llm_gateway.settings import ConfigurationError, Settings, development_secret, load_settings
 from llm_gateway.tracking.factory import build_trace_tracker
+from llm_gateway.upstream.factory import build_litellm_client
 from llm_gateway.upstream.http import build_upstream_http_client
-from llm_gateway.upstream.litellm import LiteLLMClient
 
 log = logging.getLogger("llm_gateway.app")
 
@@ -134,37 +134,29 @@ def create_app(settings: Settings | None = None, overrides: AppOverrides | None 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         started = time.monotonic()
         async with AsyncExitStack() as stack:
-            litellm_key = settings.litellm_api_key
-            http = build_upstream_http_client(
-                settings.litellm_base_url,
-                settings.upstream_transport,
-                settings.upstream_connect_timeout,
-                settings.upstream_request_timeout,
-                settings.upstream_max_connections,
+            upstream = build_litellm_client(
+                settings,
+                metrics=metrics,
                 tracer_provider=telemetry.provider if telemetry is not None else None,
+                breakers=breakers,
                 transport=overrides.upstream_transport,
             )
-            stack.push_async_callback(http.aclose)
-            upstream = LiteLLMClient(
-                http,
-                api_key=litellm_key.get_secret_value() if litellm_key is not None else None,
-                retry=RetryPolicy(
-                    settings.retry_max_attempts,
-                    settings.retry_backoff_base,
-                    settings.retry_backoff_max,
-                    settings.retry_jitter,
-                    settings.retry_after_cap,
-                ),
-                breakers=breakers,
-                request_timeout=settings.upstream_request_timeout,
-                stream_first_token_timeout=settings.stream_first_token_timeout,
-                stream_idle_timeout=settings.stream_idle_timeout,
-                models_cache_ttl=settings.models_cache_ttl,
-                metrics=metrics,
-            )
+            stack.push_async_callback(upstream.aclose)
+            # Only the LiteLLM embedder still speaks httpx: give it its own small client.
+            embed_http: httpx.AsyncClient | None = None
+            if settings.cache_enabled and settings.embedder == "litellm":
+                embed_http = build_upstream_http_client(
+                    settings.litellm_base_url,
+                    "httpx",
+                    settings.upstream_connect_timeout,
+                    settings.upstream_request_timeout,
+                    settings.upstream_max_connections,
+                    transport=overrides.upstream_transport,
+                )
+                stack.push_async_callback(embed_http.aclose)
             await rate_limiter.open()
             stack.push_async_callback(rate_limiter.close)
-            cache = build_response_cache(settings, metrics=metrics, http=http)
+            cache = build_response_cache(settings, metrics=metrics, http=embed_http)
             if cache is not None:
                 await cache.open()
                 stack.push_async_callback(cache.close)
@@ -223,6 +215,9 @@ def create_app(settings: Settings | None = None, overrides: AppOverrides | None 
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        # FastAPI's own OpenTelemetry layer would look the global providers up (an os.environ
+        # read) on every request; tracing here is the app's own, configured below.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.drain = drain
@@ -238,10 +233,12 @@ def create_app(settings: Settings | None = None, overrides: AppOverrides | None 
     app.state.breakers = breakers
 
     error_handlers.install(app)
+    # Routes are matched in this order (twice per request in FastAPI's router): the LLM routes,
+    # nearly all of the traffic, first. No two routers share a path, so order changes nothing else.
+    app.include_router(openai_routes.router)
+    app.include_router(llm_routes.router)
     app.include_router(health_routes.router)
     app.include_router(auth_routes.router)
-    app.include_router(llm_routes.router)
-    app.include_router(openai_routes.router)
     app.include_router(admin_routes.router)
     if metrics is not None:
         app.include_router(metrics_routes.router)
@@ -267,7 +264,14 @@ def create_app(settings: Settings | None = None, overrides: AppOverrides | None 
     )
     app.add_middleware(RequestIdMiddleware)
 
-    if telemetry is not None:
+    if telemetry is not None and not telemetry.recording:
+        # Spans have nowhere to go: ids for logs and traceparent only (middleware/trace_context).
+        app.add_middleware(
+            TraceContextMiddleware,
+            untraced_paths=UNTRACED_PATHS,
+            id_generator=telemetry.provider.id_generator,
+        )
+    elif telemetry is not None:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
         FastAPIInstrumentor.instrument_app(

@@ -174,6 +174,13 @@ class Settings(BaseSettings):
     otel_exporter_otlp_endpoint: str | None = Field(
         None, description="OTLP/HTTP endpoint, e.g. http://otel-collector:4318."
     )
+    tracing_sample_ratio: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Share of new traces recorded and exported when an exporter is set; a "
+        "caller's sampled traceparent is always followed. Lower it to bound tracing cost.",
+    )
     access_log_enabled: bool = Field(True, description="One JSON access-log line per request.")
     metrics_enabled: bool = Field(True, description="Serve Prometheus metrics on /metrics.")
 
@@ -286,6 +293,13 @@ class Settings(BaseSettings):
     )
     cache_timeout: float = Field(
         0.25, gt=0, description="Cache lookups slower than this fail open (go upstream)."
+    )
+    cache_max_entries: int = Field(
+        4000,
+        ge=1,
+        description="Answers each worker keeps; past it the least recently used leaves the exact "
+        "tier, the semantic index and the local Qdrant folder (bounds worker memory: ~12-14 KB "
+        "per answer in local mode, so ~50 MB at the default).",
     )
     semantic_cache_enabled: bool = Field(True, description="Also match paraphrased prompts.")
     semantic_cache_threshold: float = Field(

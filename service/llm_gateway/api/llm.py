@@ -17,11 +17,16 @@ from llm_gateway.observability.context import request_id_var
 router = APIRouter(tags=["llm"])
 
 
-# Dependencies are `async def` on purpose: FastAPI runs plain `def` ones in a worker thread, a
-# measurable cost per request for what is an attribute read.
-async def get_llm(request: Request) -> LLMService:
+def llm_service(request: Request) -> LLMService:
+    """The app's LLMService. The hot routes call this instead of declaring the LLM dependency:
+    every dependency costs a FastAPI solving pass per request, for what is an attribute read."""
     service: LLMService = request.app.state.llm
     return service
+
+
+# `async def` on purpose: FastAPI runs plain `def` dependencies in a worker thread.
+async def get_llm(request: Request) -> LLMService:
+    return llm_service(request)
 
 
 LLM = Annotated[LLMService, Depends(get_llm)]
@@ -76,9 +81,8 @@ async def generate(
     request: Request,
     response: Response,
     principal: LimitedPrincipal,
-    llm: LLM,
 ) -> GenerateResponse:
-    return await _generate(body, request, response, principal, llm)
+    return await _generate(body, request, response, principal, llm_service(request))
 
 
 @router.post(
@@ -91,9 +95,8 @@ async def generate_legacy(
     request: Request,
     response: Response,
     principal: LimitedPrincipal,
-    llm: LLM,
 ) -> GenerateResponse:
-    return await _generate(body, request, response, principal, llm)
+    return await _generate(body, request, response, principal, llm_service(request))
 
 
 async def _models(llm: LLMService) -> JSONResponse:

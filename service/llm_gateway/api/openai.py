@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.responses import Response as StarletteResponse
 
 from llm_gateway.api.deps import LimitedPrincipal
-from llm_gateway.api.llm import LLM, cache_headers, default_model
+from llm_gateway.api.llm import LLM, cache_headers, default_model, llm_service
 from llm_gateway.api.responses import JSONResponse
 from llm_gateway.api.schemas import ChatCompletionRequest
 from llm_gateway.api.sse import EventStreamResponse
@@ -38,8 +38,8 @@ async def chat_completions(
     request: Request,
     response: Response,
     principal: LimitedPrincipal,
-    llm: LLM,
 ) -> StarletteResponse:
+    llm = llm_service(request)
     chat = ChatRequest(
         endpoint="chat.completions",
         model=body.model or default_model(request),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
+from prometheus_client import Counter, Histogram
+
 from llm_gateway.client_address import ClientAddressResolver
 from llm_gateway.middleware.asgi import ASGIApp, Message, Receive, Scope, Send
 from llm_gateway.observability.metrics import Metrics
@@ -29,6 +31,10 @@ class AccessLogMiddleware:
         self.metrics = metrics
         self.client_address = client_address
         self.enabled = enabled
+        # Label children by label values: `labels()` costs a lock and a tuple build per call.
+        # Routes are templates and statuses few, so these stay small.
+        self._counted: dict[tuple[str, str, str], Counter] = {}
+        self._timed: dict[tuple[str, str], Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,8 +60,8 @@ class AccessLogMiddleware:
             route_path = getattr(route, "path", None) or "unmatched"
             if metrics is not None:
                 metrics.http_in_flight.dec()
-                metrics.http_requests.labels(scope["method"], route_path, str(status)).inc()
-                metrics.http_latency.labels(scope["method"], route_path).observe(duration)
+                self._request_counter(metrics, scope["method"], route_path, status).inc()
+                self._latency_histogram(metrics, scope["method"], route_path).observe(duration)
             path = scope["path"]
             if self.enabled and path not in QUIET_PATHS:
                 state = scope.get("state", {})
@@ -71,3 +77,17 @@ class AccessLogMiddleware:
                         "user": state.get("user"),
                     },
                 )
+
+    def _request_counter(self, metrics: Metrics, method: str, route: str, status: int) -> Counter:
+        key = (method, route, str(status))
+        child = self._counted.get(key)
+        if child is None:
+            child = self._counted[key] = metrics.http_requests.labels(*key)
+        return child
+
+    def _latency_histogram(self, metrics: Metrics, method: str, route: str) -> Histogram:
+        key = (method, route)
+        child = self._timed.get(key)
+        if child is None:
+            child = self._timed[key] = metrics.http_latency.labels(*key)
+        return child

@@ -32,10 +32,17 @@ _HANDLER_NAME = "json"
 _LINE_BREAKERS = {ord(c): f"\\u{ord(c):04x}" for c in "\x1c\x1d\x1e\x85\u2028\u2029"}
 
 
+_last_second: list[Any] = [None, ""]  # (epoch second, its formatted prefix): one strftime/s
+
+
 def _utc_timestamp(created: float) -> str:
     seconds = int(created)
     millis = int((created - seconds) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    cached_second, prefix = _last_second
+    if cached_second != seconds:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _last_second[:] = [seconds, prefix]
+    return f"{prefix}.{millis:03d}Z"
 
 
 def _json_default(value: Any) -> Any:
@@ -137,6 +144,10 @@ def _log_uncaught_thread(args: threading.ExceptHookArgs) -> None:
 def configure_logging(service: str, level: str) -> None:
     """Make every line this process writes JSON: loggers, warnings and uncaught exceptions."""
     logging.config.dictConfig(logging_config(service, level))
+    # The JSON lines carry no file/line/function, so skip the stack walk that finds the caller
+    # for every record (the logging HOWTO's "Optimization" section; about a quarter of the cost
+    # of an access-log line). Side effect: `stack_info=True` adds nothing in this process.
+    logging._srcfile = None
     logging.captureWarnings(True)
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_thread

@@ -33,6 +33,7 @@ from limits.storage import storage_from_string
 
 from llm_gateway.errors import RateLimited
 from llm_gateway.observability.metrics import Metrics
+from llm_gateway.ratelimit.local_windows import LocalWindows
 from llm_gateway.settings import ConfigurationError, redact_url
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,10 @@ class RateLimiter:
     ) -> None:
         """`storage` replaces the one built from `storage_uri` (tests inject one)."""
         self._storage_uri = storage_uri
-        if storage is None and enabled:
+        # memory:// is counted in-process by LocalWindows (see there why not limits' storage);
+        # a shared store, or an injected one, goes through limits.
+        self._counts_locally = storage is None and _is_memory(storage_uri)
+        if storage is None and enabled and not self._counts_locally:
             # Building a storage object does no I/O (clients connect on first use), so a bad
             # URI fails here, in create_app, as a one-line configuration error.
             storage = _build_storage(storage_uri)
@@ -86,9 +90,17 @@ class RateLimiter:
         self.enabled = enabled
         self._storage = storage
         self._strategy: MovingWindowRateLimiter | None = None
+        self._local: LocalWindows | None = None
 
     async def open(self) -> None:
         if not self.enabled:
+            return
+        if self._counts_locally:
+            self._local = LocalWindows(clock=self._clock)
+            log.info(
+                "rate_limiter_opened",
+                extra={"storage": redact_url(self._storage_uri), "per_process": True},
+            )
             return
         if self._storage is None:
             self._storage = _build_storage(self._storage_uri)
@@ -110,7 +122,7 @@ class RateLimiter:
     async def close(self) -> None:
         # No reset(): on a shared store that would wipe every pod's counts. Memory counts die
         # with the process anyway; what remains is the memory storage's expiry sweep task.
-        storage, self._storage, self._strategy = self._storage, None, None
+        storage, self._storage, self._strategy, self._local = self._storage, None, None, None
         timer = getattr(storage, "timer", None)
         if isinstance(timer, asyncio.Task) and not timer.done():
             timer.cancel()
@@ -138,6 +150,8 @@ class RateLimiter:
         strategy = self._strategy
         if not self.enabled:
             return None
+        if self._local is not None:
+            return self._check_locally(self._local, scope, items, identity)
         if strategy is None:
             raise RuntimeError("RateLimiter.open() was not awaited before use")
         tightest: LimitStatus | None = None
@@ -158,6 +172,23 @@ class RateLimiter:
             return None
         return tightest
 
+    def _check_locally(
+        self,
+        windows: LocalWindows,
+        scope: str,
+        items: list[RateLimitItem],
+        identity: tuple[str, str],
+    ) -> LimitStatus:
+        tightest: LimitStatus | None = None
+        for item in items:
+            hit = windows.hit(item.key_for(*identity), item.amount, item.get_expiry())
+            if not hit.allowed:
+                self._refuse(scope, item, hit.reset_at)
+            if tightest is None or hit.remaining < tightest.remaining:
+                tightest = LimitStatus(item.amount, hit.remaining, hit.reset_at)
+        assert tightest is not None  # parse_many never returns an empty list
+        return tightest
+
     def _refuse(self, scope: str, item: RateLimitItem, reset_at: float) -> None:
         if self._metrics is not None:
             self._metrics.rate_limited.labels(scope).inc()
@@ -172,6 +203,10 @@ class RateLimiter:
                 "X-RateLimit-Reset": str(math.ceil(reset_at)),
             },
         )
+
+
+def _is_memory(storage_uri: str) -> bool:
+    return storage_uri.startswith(("memory://", "async+memory://"))
 
 
 def _storage_problem(storage_uri: str) -> ConfigurationError:

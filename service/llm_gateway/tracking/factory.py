@@ -12,6 +12,8 @@ from llm_gateway.tracking.mlflow_export import MlflowExporter
 from llm_gateway.tracking.tracker import TraceTracker
 
 JOURNAL_SUBDIR = "traces"
+# Records wait at most this long to join a batch: under load a batch per 50 ms, not per request.
+EXPORT_BATCH_LINGER_SECONDS = 0.05
 
 
 def build_trace_tracker(settings: Settings, metrics: Metrics | None) -> TraceTracker | None:
@@ -39,6 +41,7 @@ def build_trace_tracker(settings: Settings, metrics: Metrics | None) -> TraceTra
         metrics,
         queue_size=settings.trace_queue_size,
         replay_interval=settings.trace_replay_interval,
+        batch_linger=EXPORT_BATCH_LINGER_SECONDS,
     )
 
 

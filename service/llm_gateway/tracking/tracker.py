@@ -57,6 +57,7 @@ class TraceTracker:
         replay_interval: float,
         batch_size: int = 50,
         *,
+        batch_linger: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -65,6 +66,9 @@ class TraceTracker:
         self.metrics = metrics
         self.replay_interval = replay_interval
         self.batch_size = batch_size
+        # Seconds the export task waits after the first record for more to join its batch: one
+        # worker-thread hop and one journal append per batch instead of per request.
+        self.batch_linger = batch_linger
         self._clock = clock
         self._sleep = sleep
         self._queue: asyncio.Queue[TraceRecord] = asyncio.Queue(maxsize=queue_size)
@@ -165,6 +169,10 @@ class TraceTracker:
     async def _export_loop(self) -> None:
         while True:
             first = await self._queue.get()
+            if self.batch_linger > 0 and self._queue.qsize() < self.batch_size - 1:
+                # In flight while lingering, so a close() now still journals it.
+                self._in_flight = [first]
+                await asyncio.sleep(self.batch_linger)
             self._in_flight = [first, *self._drain_queue(self.batch_size - 1)]
             await self._deliver(self._in_flight)
             self._in_flight = []

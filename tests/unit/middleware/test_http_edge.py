@@ -172,3 +172,18 @@ async def test_draining_refuses_new_work_but_finishes_what_is_in_flight(
         "in_flight_request_completed",
         "in_flight_requests_drained",
     ]
+
+
+async def test_every_answer_is_counted_and_timed_by_route_template_and_status(
+    client: httpx.AsyncClient,
+) -> None:
+    for seconds in (0, 0, 0):
+        await client.get("/test/slow", params={"seconds": seconds})
+    await client.get("/no/such/route")
+    registry = client.app.state.metrics.registry  # type: ignore[attr-defined]
+    counted = registry.get_sample_value
+    slow = {"method": "GET", "route": "/test/slow"}
+    assert counted("http_requests_total", {**slow, "status": "200"}) == 3
+    assert counted("http_request_duration_seconds_count", slow) == 3
+    unmatched = {"method": "GET", "route": "unmatched", "status": "404"}
+    assert counted("http_requests_total", unmatched) == 1

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 
 from opentelemetry.sdk.trace import TracerProvider
 
 from llm_gateway.observability.context import request_id_var
+from llm_gateway.observability.logging import _utc_timestamp
 from tests.support.logs import capture_json_logs
 
 REQUIRED_FIELDS = {
@@ -84,3 +86,11 @@ def test_unserialisable_extras_are_stringified() -> None:
     (record,) = logs.records
     assert record["thing"] == "opaque-thing"
     assert record["ids"] == [1]
+
+
+def test_timestamps_stay_exact_across_second_and_day_boundaries() -> None:
+    # Same second twice (the cached prefix), then the next second, then the next day.
+    for created in (1_700_000_399.001, 1_700_000_399.999, 1_700_000_400.0, 1_700_006_400.5):
+        expected = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(created)))
+        millis = int((created - int(created)) * 1000)
+        assert _utc_timestamp(created) == f"{expected}.{millis:03d}Z"

@@ -40,3 +40,34 @@ def test_with_a_processor_every_span_is_recorded(tmp_path: Path) -> None:
     with telemetry.tracer.start_as_current_span("request"):
         pass
     assert [span.name for span in exporter.get_finished_spans()] == ["request"]
+
+
+def test_the_sample_ratio_drops_new_traces_but_follows_a_sampled_caller(tmp_path: Path) -> None:
+    exporter = InMemorySpanExporter()
+    telemetry = build_telemetry(
+        make_settings(tmp_path, OTEL_EXPORTER="none", TRACING_SAMPLE_RATIO="0"),
+        (SimpleSpanProcessor(exporter),),
+    )
+    with telemetry.tracer.start_as_current_span("new") as span:
+        assert not span.is_recording()
+        assert span.get_span_context().is_valid
+    parent = SpanContext(
+        trace_id=0x1234, span_id=0x5678, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)
+    )
+    with telemetry.tracer.start_as_current_span(
+        "continued", context=trace.set_span_in_context(NonRecordingSpan(parent))
+    ):
+        pass
+    assert [span.name for span in exporter.get_finished_spans()] == ["continued"]
+
+
+def test_a_half_ratio_records_about_half_of_the_new_traces(tmp_path: Path) -> None:
+    exporter = InMemorySpanExporter()
+    telemetry = build_telemetry(
+        make_settings(tmp_path, OTEL_EXPORTER="none", TRACING_SAMPLE_RATIO="0.5"),
+        (SimpleSpanProcessor(exporter),),
+    )
+    for _ in range(2000):
+        with telemetry.tracer.start_as_current_span("request"):
+            pass
+    assert 800 < len(exporter.get_finished_spans()) < 1200

@@ -67,17 +67,47 @@ async def test_callers_and_addresses_have_their_own_buckets(limiter: RateLimiter
     assert await limiter.check_ip("10.0.0.2") is not None
 
 
-async def test_a_refused_request_does_not_use_up_more_of_the_window(limiter: RateLimiter) -> None:
-    for _ in range(3):
-        await limiter.check_user("user:alice")
-    for _ in range(4):
-        with pytest.raises(RateLimited):
-            await limiter.check_user("user:alice")
-    # Had the refusals been counted, the window would hold 7 hits and stay shut for longer.
-    _, remaining = await limiter._strategy.get_window_stats(  # type: ignore[union-attr]
-        limiter._user[0], "user", "user:alice"
+@pytest.mark.parametrize(
+    "storage",
+    [
+        pytest.param(None, id="local-windows"),
+        pytest.param(MemoryStorage, id="limits-storage"),
+    ],
+)
+async def test_a_refused_request_does_not_use_up_more_of_the_window(
+    storage: type[MemoryStorage] | None,
+) -> None:
+    now = [1_000.0]
+    limiter = RateLimiter(
+        "memory://",
+        "3/minute",
+        "5/minute",
+        "2/minute",
+        None,
+        storage=storage() if storage is not None else None,
+        clock=lambda: now[0],
     )
-    assert remaining == 0
+    await limiter.open()
+    try:
+        for _ in range(3):
+            await limiter.check_user("user:alice")
+        for _ in range(4):
+            now[0] += 1
+            with pytest.raises(RateLimited):
+                await limiter.check_user("user:alice")
+        if storage is not None:
+            # limits' storage reads the wall clock: ask it how full the window is (7 if counted).
+            _, remaining = await limiter._strategy.get_window_stats(  # type: ignore[union-attr]
+                limiter._user[0], "user", "user:alice"
+            )
+            assert remaining == 0
+            return
+        # Had the refusals (t=1001..1004) been counted, the window would still be shut at 1060.5.
+        now[0] = 1_060.5
+        status = await limiter.check_user("user:alice")
+        assert status is not None and status.remaining == 2
+    finally:
+        await limiter.close()
 
 
 async def test_login_is_limited_per_username_across_addresses(

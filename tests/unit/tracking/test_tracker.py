@@ -310,3 +310,33 @@ async def test_a_failing_journal_disk_never_breaks_the_caller_and_counts_the_los
         await tracker.close(timeout=1)
     assert logs.events("traces_flushed")[0]["journaled"] == 0
     assert traces_count(metrics, "dropped") == 2
+
+
+async def test_records_arriving_within_the_linger_share_one_batch(
+    tmp_path: Path, metrics: Metrics, exporter: FakeExporter
+) -> None:
+    journal = TraceJournal(tmp_path, max_bytes=10**6, max_files=5, metrics=metrics)
+    tracker = TraceTracker(
+        exporter, journal, metrics, 100, 15, batch_size=50, batch_linger=0.2, sleep=sleep_forever
+    )
+    await tracker.start()
+    try:
+        for n in range(6):
+            tracker.record(make_record(n))
+            await asyncio.sleep(0.005)  # one by one, as requests finish
+        await eventually(lambda: len(exporter.received) == 6)
+        assert exporter.batches == [6]
+    finally:
+        await tracker.close(timeout=1)
+
+
+async def test_a_record_waiting_in_the_linger_is_journaled_by_close(
+    tmp_path: Path, metrics: Metrics
+) -> None:
+    journal = TraceJournal(tmp_path, max_bytes=10**6, max_files=5, metrics=metrics)
+    tracker = TraceTracker(None, journal, metrics, 100, 15, batch_linger=60, sleep=sleep_forever)
+    await tracker.start()
+    tracker.record(make_record(1))
+    await asyncio.sleep(0.01)  # the export task has taken it and is lingering
+    await tracker.close(timeout=1)
+    assert [r.request_id for r in journaled_records(tmp_path)] == ["req-1"]
