@@ -40,6 +40,7 @@ def build_response_cache(
         embedder=build_embedder(settings, http),
         metrics=metrics,
         ttl_seconds=settings.cache_ttl_seconds,
+        max_entries=settings.cache_max_entries,
         timeout=settings.cache_timeout,
         semantic_enabled=settings.semantic_cache_enabled,
         semantic_threshold=settings.semantic_cache_threshold,

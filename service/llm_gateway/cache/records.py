@@ -1,9 +1,13 @@
-"""What one Qdrant point holds (`AnswerRecord`) and what a read gives back (`StoredAnswer`)."""
+"""What one Qdrant point holds (`AnswerRecord`), what a read gives back (`StoredAnswer`), and
+what waits to be written (`PendingPoint`). No qdrant-client import here on purpose."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 
 @dataclass(frozen=True)
@@ -15,7 +19,13 @@ class StoredAnswer:
 
 @dataclass(frozen=True)
 class AnswerRecord:
-    """Everything written for one answer (the point's payload, before serialization)."""
+    """Everything written for one answer (the point's payload, before serialization).
+
+    The answer itself is written as one JSON string (`payload_json`), not as a nested object:
+    Qdrant local mode keeps every point's payload in memory as Python objects, where a nested
+    response costs ~3 KB and a string its length; it is also cheaper to copy and pickle. Points
+    written before this change carry the answer as an object under `payload`; both are read.
+    """
 
     key: str
     scope: str
@@ -24,7 +34,7 @@ class AnswerRecord:
     context_fingerprint: str
     created_at: float
     expires_at: float
-    payload: dict[str, Any]
+    payload: dict[str, Any] | str  # str: already serialized JSON
 
     def as_payload(self) -> dict[str, Any]:
         return {
@@ -35,15 +45,40 @@ class AnswerRecord:
             "context_fingerprint": self.context_fingerprint,
             "created_at": self.created_at,
             "expires_at": self.expires_at,
-            "payload": self.payload,
+            "payload_json": self.payload
+            if isinstance(self.payload, str)
+            else orjson.dumps(self.payload).decode(),
         }
 
 
-def stored_answer(payload: dict[str, Any] | None) -> StoredAnswer | None:
-    if not payload or "payload" not in payload:
+def answer_body(point_payload: dict[str, Any]) -> bytes | None:
+    """The stored answer as JSON bytes, from either way a point may carry it."""
+    if isinstance(point_payload.get("payload_json"), str):
+        return str(point_payload["payload_json"]).encode()
+    if isinstance(point_payload.get("payload"), dict):
+        return orjson.dumps(point_payload["payload"])
+    return None
+
+
+def stored_answer(point_payload: dict[str, Any] | None) -> StoredAnswer | None:
+    body = answer_body(point_payload) if point_payload else None
+    if point_payload is None or body is None:
         return None
     return StoredAnswer(
-        payload=payload["payload"],
-        created_at=float(payload["created_at"]),
-        expires_at=float(payload["expires_at"]),
+        payload=orjson.loads(body),
+        created_at=float(point_payload["created_at"]),
+        expires_at=float(point_payload["expires_at"]),
     )
+
+
+# A slot number in local mode (point_slots.py), uuid5 of the exact key on a shared server.
+PointId = int | str
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPoint:
+    """One answer waiting to be written: its point id, prompt vector and record."""
+
+    point_id: PointId
+    vector: Sequence[float]
+    record: AnswerRecord

@@ -1,6 +1,7 @@
 """ResponseCache: the one object the LLM service talks to. Exact tier first, then semantic.
 
-- Exact: a bounded in-process LRU (microseconds), then a retrieve-by-id in Qdrant.
+- Exact: the worker's bounded answer table (lru.py: microseconds); with a Qdrant server, then a
+  retrieve-by-id on the server, which other workers and pods write too.
 - Semantic: embed the prompt, then the nearest stored answer with the same scope, model,
   sampling params and conversation context, not expired, with cosine >= the threshold.
 
@@ -8,11 +9,22 @@ Everything fails open. A lookup that errors or outlasts CACHE_TIMEOUT returns No
 goes upstream) and a store that does gives up; both log a WARNING (`cache_lookup_failed`,
 `cache_store_failed`, with the error class) and count `cache_lookups_total{tier,result="error"}`.
 Nothing here raises to the caller. If Qdrant cannot be opened at startup the app still boots: the
-LRU keeps serving this worker's own answers and a background task retries the store.
+worker's tables keep serving its own answers and a background task retries the store.
 
 Storage: in local mode (no QDRANT_URL) each gunicorn worker embeds Qdrant in its own slot folder
 under DATA_DIR/qdrant (see slots.py), so each worker has its own cache that survives restarts;
-with QDRANT_URL every worker and pod shares one cache. The LRU is always per worker.
+with QDRANT_URL every worker and pod shares one cache.
+
+Local mode's folder is private to its worker, so the worker's tables are authoritative: they are
+warmed from the folder at open, answer every lookup (the answer table for the exact tier, the
+in-memory index, local_index.py, for the semantic tier) and Qdrant is only written. With a server
+the server stays the source of truth for the exact tier (another worker may have stored the
+answer); the table is a per-worker front. In both modes writes are batched (write_behind.py).
+
+Size: CACHE_MAX_ENTRIES bounds each worker's table; the least recently used answer leaves first,
+and with it its vector in the index and (local mode) its point in the folder, so a worker's
+memory levels off instead of growing until the TTL catches up. A server's collection is shared
+and is bounded by the TTL purge only.
 """
 
 from __future__ import annotations
@@ -23,21 +35,29 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from llm_gateway.cache import keys
 from llm_gateway.cache.embedders import Embedder
+from llm_gateway.cache.local_index import SemanticIndex, partition_key
 from llm_gateway.cache.lru import ExactLru
+from llm_gateway.cache.point_slots import PointSlots
 from llm_gateway.cache.records import AnswerRecord
 from llm_gateway.cache.request import CacheHit, CacheRequest, CacheTier
 from llm_gateway.cache.slots import DEFAULT_MAX_SLOTS, WorkerSlot, acquire_slot
-from llm_gateway.cache.store import QdrantStore
+from llm_gateway.cache.warmup import warm_tables
+from llm_gateway.cache.write_behind import WriteBehind
 from llm_gateway.errors import DependencyUnavailable
 from llm_gateway.observability.metrics import Metrics
+
+if TYPE_CHECKING:  # qdrant-client is imported when a store opens, not with this module
+    from llm_gateway.cache.store import QdrantStore
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+DEFAULT_MAX_ENTRIES: Final = 4000
 
 
 class _Failed:
@@ -45,9 +65,10 @@ class _Failed:
 
 
 _FAILED: Final = _Failed()
-# Lookup vectors kept for the store of the same miss; a store follows its lookup within one
-# upstream call, so a few hundred cover every request in flight in a worker.
-_RECENT_VECTORS: Final = 512
+# What a miss's lookup learned (vector, partition), kept for the store of the same request; a
+# store follows its lookup within one upstream call, so a few hundred cover every request in
+# flight in a worker.
+_RECENT: Final = 512
 
 
 class ResponseCache:
@@ -64,17 +85,22 @@ class ResponseCache:
         data_dir: Path | None = None,
         qdrant_url: str | None = None,
         qdrant_api_key: str | None = None,
-        lru_size: int = 1024,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
         purge_interval: float = 300.0,
         reopen_interval: float = 30.0,
         open_timeout: float = 10.0,
+        flush_interval: float = 0.2,
+        flush_batch: int = 64,
         max_worker_slots: int = DEFAULT_MAX_SLOTS,
+        store_is_private: bool | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`store_is_private` defaults to local mode (no server); tests may set it False to run
+        the shared-store logic against a local folder."""
         if qdrant_url is None and data_dir is None:
             raise ValueError("ResponseCache needs DATA_DIR (local mode) or QDRANT_URL")
         self._embedder = embedder
-        self._recent_vectors: OrderedDict[str, list[float]] = OrderedDict()
+        self._recent: OrderedDict[str, tuple[list[float], str]] = OrderedDict()
         self._metrics = metrics
         self._ttl = ttl_seconds
         self._timeout = timeout
@@ -84,13 +110,23 @@ class ResponseCache:
         self._data_dir = data_dir
         self._qdrant_url = qdrant_url
         self._qdrant_api_key = qdrant_api_key
-        self._lru = ExactLru(lru_size)
+        self._private = qdrant_url is None if store_is_private is None else store_is_private
+        self._lru = ExactLru(max_entries, on_evict=self._evicted)
+        self._slots = PointSlots(max_entries) if self._private else None
+        self._index: SemanticIndex | None = None
         self._purge_interval = purge_interval
         self._reopen_interval = reopen_interval
         self._open_timeout = open_timeout
         self._max_slots = max_worker_slots
         self._clock = clock
         self._store: QdrantStore | None = None
+        self._writer = WriteBehind(
+            lambda: self._store,
+            interval=flush_interval,
+            batch_size=flush_batch,
+            max_pending=max_entries,
+            on_failure=lambda exc, dropped: self._count("exact", "error"),
+        )
         self._slot: WorkerSlot | None = None
         self._last_open_error: str | None = None
         self._maintenance: asyncio.Task[None] | None = None
@@ -98,9 +134,10 @@ class ResponseCache:
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def open(self) -> None:
-        """Open the store and start the maintenance task. Never raises: a failure is logged and
-        retried in the background while the LRU keeps working."""
+        """Open the store, warm the tables from it (local mode) and start the background tasks.
+        Never raises: a failure is logged and retried in the background while the tables work."""
         await self._try_open_store()
+        self._writer.start()
         self._maintenance = asyncio.create_task(self._maintain(), name="cache-maintenance")
 
     async def close(self) -> None:
@@ -112,8 +149,16 @@ class ResponseCache:
             self._maintenance.cancel()
             await asyncio.gather(self._maintenance, return_exceptions=True)
             self._maintenance = None
+        await self._writer.close()  # what is queued reaches the store before it closes
         await self._close_store()
         self._lru.clear()
+        self._index = None
+        if self._slots is not None:
+            self._slots = PointSlots(self._slots.capacity)
+
+    async def flush(self) -> int:
+        """Write queued stores now (the background task does it every flush interval)."""
+        return await self._writer.flush()
 
     @property
     def ready(self) -> bool:
@@ -127,6 +172,8 @@ class ResponseCache:
         try:
             async with asyncio.timeout(self._open_timeout):
                 self._store = await self._build_store()
+                if self._private:
+                    await self._warm(self._store)
         except Exception as exc:
             await self._close_store()
             self._last_open_error = type(exc).__name__
@@ -143,11 +190,15 @@ class ResponseCache:
                 "collection": self._store.collection,
                 "worker_slot": self.worker_slot,
                 "embedder": self._embedder.name,
+                "entries": len(self._lru),
+                "max_entries": self._lru.max_entries,
             },
         )
         return True
 
     async def _build_store(self) -> QdrantStore:
+        from llm_gateway.cache.store import QdrantStore
+
         if not self._embedder.dimensions:
             # A remote embedder learns its size from its first answer.
             await self._embedder.embed(["dimension probe"])
@@ -170,6 +221,17 @@ class ResponseCache:
             raise
         return store
 
+    async def _warm(self, store: QdrantStore) -> None:
+        assert self._slots is not None
+        await warm_tables(
+            store,
+            lru=self._lru,
+            slots=self._slots,
+            writer=self._writer,
+            index_for=self._index_for if self._semantic else None,
+            now=self._clock(),
+        )
+
     async def _close_store(self) -> None:
         store, self._store = self._store, None
         try:
@@ -181,7 +243,7 @@ class ResponseCache:
                 self._slot = None
 
     async def _maintain(self) -> None:
-        """Background: reopen a store that failed to open; purge expired points."""
+        """Background: reopen a store that failed to open; purge expired answers."""
         while True:
             if self._store is None:
                 await asyncio.sleep(self._reopen_interval)
@@ -191,17 +253,18 @@ class ResponseCache:
             await self.purge_expired()
 
     async def purge_expired(self) -> int:
-        """Delete expired points now; returns how many (0 when the store is unavailable)."""
+        """Drop expired answers now; returns how many. Local mode: from the tables, and their
+        points are deleted from the folder with the next batch; server mode: on the server."""
+        removed = self._lru.drop_expired(self._clock())
         store = self._store
-        if store is None:
-            return 0
-        try:
-            removed = await store.purge_expired(self._clock())
-        except Exception as exc:
-            log.warning("cache_purge_failed", extra={"error": type(exc).__name__})
-            return 0
+        if not self._private and store is not None:
+            try:
+                removed = await store.purge_expired(self._clock())
+            except Exception as exc:
+                log.warning("cache_purge_failed", extra={"error": type(exc).__name__})
+                return 0
         if removed:
-            log.info("cache_purged", extra={"removed": removed, "collection": store.collection})
+            log.info("cache_purged", extra={"removed": removed, "collection": self._collection})
         return removed
 
     async def health(self) -> dict[str, Any]:
@@ -216,7 +279,9 @@ class ResponseCache:
             "worker_slot": self.worker_slot,
             "embedder": self._embedder.name,
             "dimensions": store.dimensions,
-            "lru_entries": len(self._lru),
+            "entries": len(self._lru),
+            "max_entries": self._lru.max_entries,
+            "pending_writes": self._writer.pending,
         }
 
     # --- lookups -----------------------------------------------------------------------------
@@ -232,45 +297,71 @@ class ResponseCache:
             self._count("exact", "hit")
             payload, created_at = cached
             return CacheHit("exact", payload, 1.0, max(0.0, now - created_at))
-        store = self._store
-        if store is None:
-            self._count("exact", "error")  # logged once by open; counted so dashboards see it
-            return None
         deadline = asyncio.get_running_loop().time() + self._timeout
-        stored = await self._guard("exact", deadline, lambda: store.get(keys.point_id(key)))
-        if isinstance(stored, _Failed):
-            return None
-        if stored is not None and stored.expires_at > now:
-            self._count("exact", "hit")
-            self._lru.put(key, stored.payload, stored.created_at, stored.expires_at)
-            return CacheHit("exact", stored.payload, 1.0, max(0.0, now - stored.created_at))
+        store = self._store
+        if not self._private:
+            if store is None:
+                self._count("exact", "error")  # logged once by open; counted so dashboards see it
+                return None
+            shared = store
+            stored = await self._guard("exact", deadline, lambda: shared.get(keys.point_id(key)))
+            if isinstance(stored, _Failed):
+                return None
+            if stored is not None and stored.expires_at > now:
+                self._count("exact", "hit")
+                self._lru.put(key, stored.payload, stored.created_at, stored.expires_at)
+                return CacheHit("exact", stored.payload, 1.0, max(0.0, now - stored.created_at))
         self._count("exact", "miss")
         if not self._semantic or not req.prompt_text.strip():
             return None
-
-        async def nearest() -> Any:
-            vector = await self._embed(req.prompt_text)
-            return await store.search(
-                vector,
-                scope=req.scope,
-                model=req.model,
-                params_fingerprint=keys.request_fingerprint(req),
-                context_fingerprint=keys.context_fingerprint(req),
-                now=now,
-                threshold=self._threshold,
-            )
-
-        found = await self._guard("semantic", deadline, nearest)
+        found = await self._guard("semantic", deadline, lambda: self._nearest(req, key, now))
         if isinstance(found, _Failed):
             return None
         if found is None:
             self._count("semantic", "miss")
             return None
-        answer, similarity = found
+        payload, created_at, similarity = found
         self._count("semantic", "hit")
-        return CacheHit(
-            "semantic", answer.payload, min(1.0, similarity), max(0.0, now - answer.created_at)
+        return CacheHit("semantic", payload, min(1.0, similarity), max(0.0, now - created_at))
+
+    async def _nearest(
+        self, req: CacheRequest, key: str, now: float
+    ) -> tuple[dict[str, Any], float, float] | None:
+        params, context = keys.request_fingerprint(req), keys.context_fingerprint(req)
+        partition = partition_key(params, context)
+        [vector] = await self._embedder.embed([req.prompt_text])
+        self._recent[key] = (vector, partition)
+        while len(self._recent) > _RECENT:
+            self._recent.popitem(last=False)
+        if self._private:
+            index = self._index
+            best = (
+                None
+                if index is None
+                else index.best(partition, vector, now=now, threshold=self._threshold)
+            )
+            cached = None if best is None else self._lru.get(best[0], now)
+            if best is None or cached is None:
+                return None
+            del self._recent[key]  # a hit: no store follows
+            return cached[0], cached[1], best[1]
+        store = self._store
+        if store is None:
+            return None
+        found = await store.search(
+            vector,
+            scope=req.scope,
+            model=req.model,
+            params_fingerprint=params,
+            context_fingerprint=context,
+            now=now,
+            threshold=self._threshold,
         )
+        if found is None:
+            return None
+        self._recent.pop(key, None)
+        answer, score = found
+        return answer.payload, answer.created_at, score
 
     async def _guard(
         self, tier: CacheTier, deadline: float, step: Callable[[], Awaitable[T]]
@@ -285,57 +376,95 @@ class ResponseCache:
     # --- stores ------------------------------------------------------------------------------
     async def store(self, req: CacheRequest, payload: dict[str, Any]) -> None:
         """Remember a successful, complete answer. Bounded by CACHE_TIMEOUT; never raises."""
-        now = self._clock()
         stage: CacheTier = "exact"
         try:
+            now = self._clock()
             key = keys.exact_key(req)
-            self._lru.put(key, payload, now, now + self._ttl)
-            store = self._store
-            if store is None:
-                self._count("exact", "error")
-                return
-            async with asyncio.timeout(self._timeout):
-                if self._semantic and req.prompt_text.strip():
-                    stage = "semantic"
-                    vector = await self._embed(req.prompt_text, reuse=True)
-                    stage = "exact"
-                else:
-                    vector = _placeholder_vector(store.dimensions)
-                record = AnswerRecord(
-                    key=key,
-                    scope=req.scope,
-                    model=req.model,
-                    params_fingerprint=keys.request_fingerprint(req),
-                    context_fingerprint=keys.context_fingerprint(req),
-                    created_at=now,
-                    expires_at=now + self._ttl,
-                    payload=payload,
-                )
-                await store.upsert(keys.point_id(key), vector, record)
+            body = self._lru.put(key, payload, now, now + self._ttl)
+            learned = self._recent.pop(key, None)
+            if learned is None and self._semantic and req.prompt_text.strip():
+                stage = "semantic"
+                async with asyncio.timeout(self._timeout):
+                    [vector] = await self._embedder.embed([req.prompt_text])
+                learned = (vector, self._partition(req))
+                stage = "exact"
+            self._persist(req, key, body, now, learned)
         except Exception as exc:
             self._failed("cache_store_failed", stage, exc)
 
     def schedule_store(self, req: CacheRequest, payload: dict[str, Any]) -> None:
-        """`store` in the background so the caller's response is not delayed by it; close()
-        waits (bounded) for the ones still running."""
+        """`store` without delaying the caller's response. When the lookup already embedded the
+        prompt (or nothing needs embedding) this is synchronous and cheap; otherwise it runs as a
+        task that close() waits for (bounded)."""
+        try:
+            key = keys.exact_key(req)
+            needs_vector = self._semantic and bool(req.prompt_text.strip())
+            if key in self._recent or not needs_vector:
+                now = self._clock()
+                body = self._lru.put(key, payload, now, now + self._ttl)
+                self._persist(req, key, body, now, self._recent.pop(key, None))
+                return
+        except Exception as exc:
+            self._failed("cache_store_failed", "exact", exc)
+            return
         task = asyncio.create_task(self.store(req, payload), name="cache-store")
         self._pending_stores.add(task)
         task.add_done_callback(self._pending_stores.discard)
 
+    def _persist(
+        self,
+        req: CacheRequest,
+        key: str,
+        body: bytes,
+        now: float,
+        learned: tuple[list[float], str] | None,
+    ) -> None:
+        """Index the answer's vector (local mode) and queue its point for the store."""
+        if key not in self._lru:
+            return  # a bound of one entry, or evicted at once: nothing to index or write
+        if learned is not None:  # the lookup already hashed both (partition_key joins them)
+            params, context = learned[1].split(":")
+        else:
+            params, context = keys.request_fingerprint(req), keys.context_fingerprint(req)
+        record = AnswerRecord(
+            key=key,
+            scope=req.scope,
+            model=req.model,
+            params_fingerprint=params,
+            context_fingerprint=context,
+            created_at=now,
+            expires_at=now + self._ttl,
+            payload=body.decode(),
+        )
+        if learned is None:
+            vector = _placeholder_vector(self._embedder.dimensions)
+        else:
+            vector = learned[0]
+            if self._private and self._semantic:
+                self._index_for(vector).put(learned[1], key, vector, record.expires_at)
+        point_id = keys.point_id(key) if self._slots is None else self._slots.assign(key)
+        self._writer.upsert(point_id, vector, record)
+
     # --- helpers -----------------------------------------------------------------------------
-    async def _embed(self, text: str, *, reuse: bool = False) -> list[float]:
-        """Embed once per miss: the lookup's vector is kept briefly for the store that follows
-        (it was a tenth of a worker's CPU on the miss path, embedded twice)."""
-        if reuse:
-            kept = self._recent_vectors.pop(text, None)
-            if kept is not None:
-                return kept
-        [vector] = await self._embedder.embed([text])
-        if not reuse:
-            self._recent_vectors[text] = vector
-            while len(self._recent_vectors) > _RECENT_VECTORS:
-                self._recent_vectors.popitem(last=False)
-        return vector
+    def _partition(self, req: CacheRequest) -> str:
+        return partition_key(keys.request_fingerprint(req), keys.context_fingerprint(req))
+
+    def _index_for(self, vector: list[float]) -> SemanticIndex:
+        if self._index is None:
+            self._index = SemanticIndex(len(vector), max_rows=self._lru.max_entries)
+        return self._index
+
+    def _evicted(self, key: str) -> None:
+        """An answer left the table (bound or expiry): it leaves the index and frees its slot
+        (local mode). A server's copy stays: it is shared, and other workers may still use it
+        until its TTL."""
+        if self._index is not None:
+            self._index.remove(key)
+        slot = self._slots.release(key) if self._slots is not None else None
+        if slot is not None:
+            # Usually the answer that pushed this one out takes the slot at once, and its
+            # upsert replaces this delete in the queue; an expired answer's slot stays free.
+            self._writer.delete(slot)
 
     def _failed(self, event: str, tier: CacheTier, exc: BaseException) -> None:
         log.warning(event, extra={"tier": tier, "error": type(exc).__name__})
@@ -348,6 +477,6 @@ class ResponseCache:
 
 def _placeholder_vector(dimensions: int) -> list[float]:
     # Semantic tier off: the point still needs a valid vector; it is never searched.
-    vector = [0.0] * dimensions
+    vector = [0.0] * max(1, dimensions)
     vector[0] = 1.0
     return vector

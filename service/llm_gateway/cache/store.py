@@ -9,12 +9,12 @@ the semantic tier, and its payload carries what a match must agree on::
 Local mode (no QDRANT_URL) embeds Qdrant in the process under a worker slot folder (slots.py);
 with QDRANT_URL an AsyncQdrantClient talks to a server shared by every worker and pod.
 
-Local mode is synchronous work under an async skin: every upsert commits (fsyncs) SQLite, ~25 ms
-here, and a filtered search checks each point's payload in Python. Run on the event loop, that
-would stall every request the worker serves. So in local mode the synchronous QdrantClient runs
-on one dedicated thread (one thread: local mode is not thread-safe; calls queue in order), and
-semantic search goes to a partitioned in-memory index (local_index.py) rebuilt from the folder at
-startup, then reads the matched point by id.
+Local mode is synchronous work under an async skin: every point written is pickled and committed
+to SQLite, and a filtered search checks each point's payload in Python. Run on the event loop,
+that would stall every request the worker serves. So in local mode the synchronous QdrantClient
+runs on one dedicated thread (one thread: local mode is not thread-safe; calls queue in order).
+In local mode the worker's own tables (lru.py, local_index.py) answer every lookup; this store is
+only written (in batches, write_behind.py) and read back in full at startup (`scroll_all`).
 
 If the collection exists with another vector size or distance (the embedder changed), a
 collection suffixed with the embedder's name is used instead, so a config change never crashes
@@ -27,20 +27,26 @@ import asyncio
 import functools
 import logging
 import re
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
-from llm_gateway.cache.local_index import SemanticIndex, partition_key
-from llm_gateway.cache.records import AnswerRecord, StoredAnswer, stored_answer
+from llm_gateway.cache.records import (
+    AnswerRecord,
+    PendingPoint,
+    PointId,
+    StoredAnswer,
+    stored_answer,
+)
 
 log = logging.getLogger(__name__)
 
 _KEYWORD_FIELDS = ("scope", "model", "params_fingerprint", "context_fingerprint")
 _SCROLL_PAGE = 512
-_INDEXED_FIELDS = ["params_fingerprint", "context_fingerprint", "expires_at"]
 
 
 def _match(field: str, value: str) -> models.FieldCondition:
@@ -58,7 +64,6 @@ class QdrantStore:
         api_key: str | None = None,
         local_path: Path | None = None,
         timeout: float = 5.0,
-        local_index: bool = True,
     ) -> None:
         if url is None and local_path is None:
             raise ValueError("QdrantStore needs a server url or a local path")
@@ -73,9 +78,8 @@ class QdrantStore:
         self._remote: AsyncQdrantClient | None = None
         self._local: QdrantClient | None = None
         self._thread: ThreadPoolExecutor | None = None
-        self._index: SemanticIndex | None = None
-        # Off only in tests that exercise the filtered query (the server-mode path) locally.
-        self._use_local_index = local_index
+        # Local mode: False once every commit no longer waits for an fsync (_relax_commits).
+        self.durable_commits = True
 
     @property
     def mode(self) -> str:
@@ -94,11 +98,29 @@ class QdrantStore:
             # Loads the folder and takes its lock, on the thread that will make every call.
             self._local = await self._in_thread(QdrantClient, path=str(self._local_path))
         await self._ensure_collection()
-        if self._local is not None and self._use_local_index:
-            await self._load_index()
+        if self._local is not None:
+            self.durable_commits = not await self._in_thread(self._relax_commits, self._local)
 
-    async def _load_index(self) -> None:
-        index = SemanticIndex(self.dimensions)
+    def _relax_commits(self, client: QdrantClient) -> bool:
+        """Local mode commits (and fsyncs) SQLite once per point written: ~1-10 ms of waiting
+        and ~1 ms of CPU per point here, which caps a worker at a few hundred stored answers a
+        second. WAL with synchronous=NORMAL commits without an fsync (the WAL is synced at
+        checkpoints): a crash of the process loses nothing, a crash of the machine may lose the
+        last answers written, which for a cache is a few misses. qdrant-client exposes no
+        option for it, so the collection's connection is reached through its attributes; if a
+        release moves them, this logs once and the store keeps the slower default."""
+        collections = getattr(getattr(client, "_client", None), "collections", None)
+        collection = collections.get(self.collection) if isinstance(collections, dict) else None
+        connection = getattr(getattr(collection, "storage", None), "storage", None)
+        if not isinstance(connection, sqlite3.Connection):
+            log.warning("cache_local_commits_not_tuned", extra={"collection": self.collection})
+            return False
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return True
+
+    async def scroll_all(self) -> AsyncIterator[tuple[PointId, list[float], dict[str, Any]]]:
+        """Every stored point as (id, vector, payload), a page at a time (startup warm-up)."""
         offset: Any = None
         while True:
             points, offset = await self._call(
@@ -106,24 +128,18 @@ class QdrantStore:
                 self.collection,
                 limit=_SCROLL_PAGE,
                 offset=offset,
-                with_payload=_INDEXED_FIELDS,
+                with_payload=True,
                 with_vectors=True,
             )
             for point in points:
-                payload = point.payload or {}
-                partition = partition_key(
-                    str(payload.get("params_fingerprint")), str(payload.get("context_fingerprint"))
-                )
-                index.put(partition, str(point.id), point.vector, float(payload["expires_at"]))
+                yield point.id, point.vector, point.payload or {}
             if offset is None:
-                break
-        self._index = index
+                return
 
     async def close(self) -> None:
         remote, self._remote = self._remote, None
         local, self._local = self._local, None
         thread, self._thread = self._thread, None
-        self._index = None
         if remote is not None:
             await remote.close()
         if thread is not None:
@@ -186,7 +202,7 @@ class QdrantStore:
             and vectors.distance == models.Distance.COSINE
         )
 
-    async def get(self, point_id: str) -> StoredAnswer | None:
+    async def get(self, point_id: PointId) -> StoredAnswer | None:
         points = await self._call(
             "retrieve", self.collection, ids=[point_id], with_payload=True, with_vectors=False
         )
@@ -210,16 +226,6 @@ class QdrantStore:
             "params_fingerprint": params_fingerprint,
             "context_fingerprint": context_fingerprint,
         }
-        if self._index is not None:
-            partition = partition_key(params_fingerprint, context_fingerprint)
-            best = self._index.best(partition, vector, now=now, threshold=threshold)
-            if best is None:
-                return None
-            point_id, score = best
-            stored = await self.get(point_id)
-            if stored is None or stored.expires_at <= now:
-                return None
-            return stored, score
         query_filter = models.Filter(
             must=[
                 *(_match(field, value) for field, value in wanted.items()),
@@ -241,15 +247,29 @@ class QdrantStore:
                 return stored, float(point.score)
         return None
 
-    async def upsert(self, point_id: str, vector: list[float], record: AnswerRecord) -> None:
-        await self._call(
-            "upsert",
-            self.collection,
-            points=[models.PointStruct(id=point_id, vector=vector, payload=record.as_payload())],
-        )
-        if self._index is not None:
-            partition = partition_key(record.params_fingerprint, record.context_fingerprint)
-            self._index.put(partition, point_id, vector, record.expires_at)
+    async def write(self, points: Sequence[PendingPoint], deletes: Sequence[PointId]) -> None:
+        """One batch: delete `deletes`, then upsert `points` (the two never share an id)."""
+        if self._local is not None:
+            # One hop to the local thread for the whole batch, not one per call.
+            await self._in_thread(self._write_sync, self._local, points, deletes)
+            return
+        if deletes:
+            await self._call("delete", self.collection, points_selector=_ids(deletes))
+        if points:
+            await self._call("upsert", self.collection, points=_structs(points))
+
+    def _write_sync(
+        self, client: QdrantClient, points: Sequence[PendingPoint], deletes: Sequence[PointId]
+    ) -> None:
+        if deletes:
+            client.delete(self.collection, points_selector=_ids(deletes))
+        if points:
+            client.upsert(self.collection, points=_structs(points))
+
+    async def upsert(
+        self, point_id: PointId, vector: Sequence[float], record: AnswerRecord
+    ) -> None:
+        await self.write([PendingPoint(point_id, vector, record)], [])
 
     def _expired_filter(self, now: float) -> models.Filter:
         return models.Filter(
@@ -257,16 +277,8 @@ class QdrantStore:
         )
 
     async def purge_expired(self, now: float) -> int:
-        if self._index is not None:
-            # Local mode: the index knows what expired; deleting by id avoids a Python scan.
-            expired_ids: list[models.ExtendedPointId] = list(self._index.drop_expired(now))
-            if expired_ids:
-                await self._call(
-                    "delete",
-                    self.collection,
-                    points_selector=models.PointIdsList(points=expired_ids),
-                )
-            return len(expired_ids)
+        """Delete expired points by filter (server mode; in local mode the worker's table knows
+        what expired and deletes those points by id)."""
         expired = await self._call(
             "count", self.collection, count_filter=self._expired_filter(now), exact=True
         )
@@ -280,3 +292,14 @@ class QdrantStore:
 
     async def count(self) -> int:
         return int((await self._call("count", self.collection, exact=True)).count)
+
+
+def _ids(point_ids: Sequence[PointId]) -> models.PointIdsList:
+    return models.PointIdsList(points=list(point_ids))
+
+
+def _structs(points: Sequence[PendingPoint]) -> list[models.PointStruct]:
+    return [
+        models.PointStruct(id=p.point_id, vector=list(p.vector), payload=p.record.as_payload())
+        for p in points
+    ]

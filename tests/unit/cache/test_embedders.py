@@ -6,6 +6,7 @@ import json
 import math
 
 import httpx
+import numpy as np
 import pytest
 
 from llm_gateway.cache.embedders import HashingEmbedder, LiteLLMEmbedder
@@ -126,3 +127,14 @@ async def test_litellm_embedder_sends_no_authorization_without_a_key() -> None:
     async with httpx.AsyncClient(transport=embeddings_transport([[1.0]], seen)) as http:
         await LiteLLMEmbedder(http, "http://l", None, "m").embed(["t"])
     assert "authorization" not in seen[0].headers
+
+
+def test_prompts_that_differ_only_in_a_number_do_not_match_among_thousands() -> None:
+    # One hash bucket per number made ~97 % of such prompts match some other cached number once
+    # 4000 were cached (bucket collisions); numbers now spread over several buckets.
+    embedder = HashingEmbedder()
+    template = "What is {} times 7?"
+    stored = np.array([embedder.embed_one(template.format(n)) for n in range(2000)])
+    queries = np.array([embedder.embed_one(template.format(n)) for n in range(5000, 5200)])
+    best = np.einsum("qd,sd->qs", queries, stored).max(axis=1)
+    assert float(best.max()) < 0.90

@@ -48,7 +48,7 @@ async def test_a_cache_built_from_settings_serves_hits_and_reports_health(tmp_pa
         checker = HealthChecker({"qdrant": Check(cache.health)}, timeout=2, ttl=0)
         result = (await checker.run())["qdrant"]
         assert result.status == "up"
-        assert result.details["points"] == 1
+        assert result.details["entries"] == 1
         assert result.details["collection"] == settings.qdrant_collection
         assert (tmp_path / "qdrant" / "worker-0").is_dir()
     finally:

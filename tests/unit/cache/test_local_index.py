@@ -55,3 +55,22 @@ def test_dropping_expired_points_keeps_the_live_ones_searchable() -> None:
 def test_a_vector_of_the_wrong_size_is_refused() -> None:
     with pytest.raises(ValueError, match="shape"):
         SemanticIndex(dimensions=4).put("p", "a", [1.0, 0.0], expires_at=1)
+
+
+def test_a_removed_point_no_longer_matches_and_the_others_still_do() -> None:
+    index = SemanticIndex(2)
+    index.put("p", "first", [1.0, 0.0], expires_at=100)
+    index.put("p", "second", [0.0, 1.0], expires_at=100)
+    index.put("p", "third", [1.0, 1.0], expires_at=100)
+    index.remove("first")
+    index.remove("unknown")  # no-op
+    assert len(index) == 2
+    assert "first" not in index
+    assert index.best("p", [1.0, 0.0], now=0, threshold=0.99) is None
+    assert index.best("p", [0.0, 1.0], now=0, threshold=0.99) == ("second", 1.0)
+    best = index.best("p", [1.0, 1.0], now=0, threshold=0.99)
+    assert best is not None and best[0] == "third"
+    index.remove("second")
+    index.remove("third")
+    assert len(index) == 0
+    assert index.best("p", [1.0, 1.0], now=0, threshold=0.0) is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from llm_gateway.cache.lru import ExactLru
 
 
@@ -25,7 +27,25 @@ def test_an_expired_entry_is_dropped_on_read() -> None:
     assert len(lru) == 0
 
 
-def test_a_zero_size_lru_holds_nothing() -> None:
-    lru = ExactLru(max_entries=0)
-    lru.put("k", {"v": 1}, 0, 100)
-    assert lru.get("k", 1) is None
+def test_a_table_without_room_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one entry"):
+        ExactLru(max_entries=0)
+
+
+def test_every_entry_that_leaves_is_reported_once() -> None:
+    gone: list[str] = []
+    lru = ExactLru(max_entries=2, on_evict=gone.append)
+    lru.put("a", {}, 0, 10)
+    lru.put("b", {}, 0, 100)
+    lru.put("b", {"v": 2}, 0, 100)  # replacing is not leaving
+    lru.put("c", {}, 0, 100)  # pushes out "a", the least recent
+    assert gone == ["a"]
+    assert lru.get("b", 100) is None  # expired on read
+    assert gone == ["a", "b"]
+    lru.put("d", {}, 0, 50)
+    assert lru.drop_expired(60) == 1
+    assert gone == ["a", "b", "d"]
+    lru.pop("c")
+    lru.pop("c")
+    assert gone == ["a", "b", "d", "c"]
+    assert len(lru) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -31,15 +32,33 @@ async def test_an_answer_is_an_exact_hit_after_it_is_stored(
     assert lookups(metrics, "exact", "miss") == 1
 
 
-async def test_an_exact_hit_is_served_from_qdrant_when_the_lru_does_not_hold_it(
-    make_cache: CacheFactory, tmp_path: Path
+async def test_with_a_shared_store_an_exact_hit_is_read_from_qdrant_when_the_table_lacks_it(
+    make_cache: CacheFactory,
 ) -> None:
-    writer = await make_cache(lru_size=0)
+    # The server-mode logic (another worker may have stored the answer), on a local folder.
+    cache = await make_cache(store_is_private=False, max_entries=1)
     request = chat("Explain the CAP theorem in simple terms.")
-    await writer.store(request, answer("Pick two."))
-    hit = await writer.lookup(request)
+    await cache.store(request, answer("Pick two."))
+    await cache.store(chat("pushes the first answer out of the table"), answer("x"))
+    await cache.flush()
+    hit = await cache.lookup(request)
     assert hit is not None
     assert (hit.tier, hit.payload) == ("exact", answer("Pick two."))
+
+
+async def test_in_local_mode_the_table_answers_without_waiting_for_the_write(
+    make_cache: CacheFactory,
+) -> None:
+    cache = await make_cache(flush_interval=3600)
+    await cache.store(chat("How do I reset my password?"), answer("Use the reset link."))
+    assert (await cache.health())["pending_writes"] == 1
+    exact = await cache.lookup(chat("How do I reset my password?"))
+    semantic = await cache.lookup(chat("how can I reset my password"))
+    assert exact is not None and exact.tier == "exact"
+    assert semantic is not None and semantic.tier == "semantic"
+    assert (await cache.health())["points"] == 0  # served before it was ever written
+    assert await cache.flush() == 1
+    assert (await cache.health())["points"] == 1
 
 
 async def test_stored_answers_survive_a_restart_on_the_same_slot(make_cache: CacheFactory) -> None:
@@ -158,11 +177,13 @@ async def test_answers_expire_after_the_ttl_in_both_tiers(
     assert await cache.lookup(chat("how can I reset my password")) is None
 
 
-async def test_an_expired_answer_in_qdrant_is_not_served_after_the_lru_forgets_it(
+async def test_with_a_shared_store_an_expired_point_is_not_served_after_the_table_forgets_it(
     make_cache: CacheFactory, clock: FakeClock
 ) -> None:
-    cache = await make_cache(ttl_seconds=60, lru_size=0)
+    cache = await make_cache(ttl_seconds=60, store_is_private=False, max_entries=1)
     await cache.store(chat("Ping?"), answer("Pong"))
+    await cache.store(chat("pushes the first answer out of the table"), answer("x"))
+    await cache.flush()
     clock.advance(61)
     assert await cache.lookup(chat("Ping?")) is None
 
@@ -174,19 +195,24 @@ async def test_purge_removes_expired_points_and_keeps_live_ones(
     await cache.store(chat("old question"), answer("old"))
     clock.advance(60)
     await cache.store(chat("new question"), answer("new"))
+    await cache.flush()
     clock.advance(50)
     assert (await cache.health())["points"] == 2
     assert await cache.purge_expired() == 1
+    await cache.flush()
     assert (await cache.health())["points"] == 1
+    assert await cache.lookup(chat("old question")) is None
     assert await cache.lookup(chat("new question")) is not None
 
 
 async def test_storing_the_same_request_again_overwrites_its_point(
     make_cache: CacheFactory,
 ) -> None:
-    cache = await make_cache(lru_size=0)
+    cache = await make_cache()
     await cache.store(chat("Weather?"), answer("rain"))
+    await cache.flush()
     await cache.store(chat("Weather?"), answer("sun"))
+    await cache.flush()
     health = await cache.health()
     assert health["points"] == 1
     hit = await cache.lookup(chat("Weather?"))
@@ -209,12 +235,14 @@ async def test_two_caches_on_one_data_dir_get_their_own_worker_slots(
 async def test_health_reports_mode_collection_and_point_count(make_cache: CacheFactory) -> None:
     cache = await make_cache()
     await cache.store(chat("a question"), answer("an answer"))
+    await cache.flush()
     health = await cache.health()
     assert health["mode"] == "local"
     assert health["collection"] == "test_cache"
     assert health["points"] == 1
     assert health["worker_slot"] == 0
     assert health["dimensions"] == HashingEmbedder().dimensions
+    assert (health["entries"], health["pending_writes"]) == (1, 0)
 
 
 async def test_a_collection_with_another_dimension_is_left_alone_and_a_suffixed_one_used(
@@ -222,7 +250,7 @@ async def test_a_collection_with_another_dimension_is_left_alone_and_a_suffixed_
 ) -> None:
     first = await make_cache(embedder=HashingEmbedder(dimensions=256))
     await first.store(chat("kept"), answer("256-d"))
-    await first.close()
+    await first.close()  # close writes what is queued
     second = await make_cache(embedder=HashingEmbedder(dimensions=512))
     health = await second.health()
     assert health["collection"] != "test_cache"
@@ -276,3 +304,21 @@ async def test_a_miss_then_its_store_embeds_the_prompt_once(make_cache: CacheFac
     # A store without a preceding lookup still embeds.
     await cache.store(chat("Another question?"), answer("Another answer."))
     assert embedder.texts[-1] == "Another question?"
+
+
+async def test_with_a_shared_store_a_full_batch_is_written_and_paraphrases_found_on_the_store(
+    make_cache: CacheFactory,
+) -> None:
+    writer = await make_cache(store_is_private=False, flush_interval=3600, flush_batch=2)
+    for question in ("How do I reset my password?", "What is the capital of Peru?", "Ping?"):
+        await writer.store(chat(question), answer(question))
+    # Nothing is written per store; a full batch wakes the writer long before its interval.
+    async with asyncio.timeout(5):
+        while (await writer.health())["points"] != 3:
+            await asyncio.sleep(0.01)
+    assert (await writer.health())["pending_writes"] == 0
+    # Another worker's cache would find it on the shared store; the table here is bypassed by
+    # the paraphrase (a different exact key), so the match comes from Qdrant's filtered query.
+    hit = await writer.lookup(chat("how can I reset my password"))
+    assert hit is not None and hit.tier == "semantic"
+    assert hit.payload == answer("How do I reset my password?")

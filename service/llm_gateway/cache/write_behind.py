@@ -1,0 +1,139 @@
+"""Write-behind for the Qdrant store: answers are queued and written in batches.
+
+Writing each answer on its own cost a hop to Qdrant's thread (local mode) or a round trip
+(server mode) per cache miss, on the request's heels. Here a store only queues the point; one
+background task owned by the cache writes what is queued every `interval` seconds, or as soon as
+`batch_size` points wait, as one batch (deletes, then one upsert of many points).
+
+Nothing queued is lost to the reader: the worker's own tables already hold every queued answer
+(the store only persists them, or shares them with other workers in server mode), and `close()`
+writes what is still queued before the store closes.
+
+A point queued and then deleted before a flush is never written. While the store is not open
+(Qdrant down, or its folder unusable) the queue is kept, bounded by `max_pending`: past that the
+oldest queued answers are dropped (they stay in this worker's tables) and reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from llm_gateway.cache.records import AnswerRecord, PendingPoint, PointId
+
+if TYPE_CHECKING:  # store.py imports qdrant-client, which is only loaded when a store opens
+    from llm_gateway.cache.store import QdrantStore
+
+log = logging.getLogger(__name__)
+
+
+class WriteBehind:
+    def __init__(
+        self,
+        store: Callable[[], QdrantStore | None],
+        *,
+        interval: float = 0.2,
+        batch_size: int = 64,
+        max_pending: int = 10_000,
+        on_failure: Callable[[BaseException | None, int], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._interval = interval
+        self._batch_size = batch_size
+        self._max_pending = max(batch_size, max_pending)
+        self._on_failure = on_failure
+        self._upserts: dict[PointId, PendingPoint] = {}
+        self._deletes: dict[PointId, None] = {}  # insertion-ordered set
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def pending(self) -> int:
+        return len(self._upserts) + len(self._deletes)
+
+    def upsert(self, point_id: PointId, vector: Sequence[float], record: AnswerRecord) -> None:
+        self._deletes.pop(point_id, None)
+        self._upserts.pop(point_id, None)  # re-queued: it moves to the back
+        self._upserts[point_id] = PendingPoint(point_id, vector, record)
+        self._queued()
+
+    def delete(self, point_id: PointId) -> None:
+        # Even a point still queued may have an older copy on disk (an earlier batch or run).
+        self._upserts.pop(point_id, None)
+        self._deletes[point_id] = None
+        self._queued()
+
+    def _queued(self) -> None:
+        if self.pending >= self._batch_size:
+            self._wake.set()
+        overflow = self.pending - self._max_pending
+        if overflow > 0:
+            dropped = 0
+            while overflow > 0 and self._upserts:
+                del self._upserts[next(iter(self._upserts))]
+                overflow -= 1
+                dropped += 1
+            while overflow > 0 and self._deletes:
+                del self._deletes[next(iter(self._deletes))]
+                overflow -= 1
+                dropped += 1
+            self._failed(None, dropped)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="cache-write-behind")
+
+    async def close(self) -> None:
+        """Stop the background task, then write whatever is still queued."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> int:
+        """Write everything queued now, in batches; returns how many operations were written.
+        Never raises: a failed batch is reported and dropped (the tables still hold it)."""
+        written = 0
+        async with self._lock:
+            while self.pending:
+                store = self._store()
+                if store is None:
+                    return written  # kept for when the store opens
+                points = list(self._upserts.values())[: self._batch_size]
+                deletes = list(self._deletes)[: self._batch_size]
+                for point in points:
+                    del self._upserts[point.point_id]
+                for point_id in deletes:
+                    del self._deletes[point_id]
+                try:
+                    await store.write(points, deletes)
+                except Exception as exc:
+                    self._failed(exc, len(points) + len(deletes))
+                    continue
+                written += len(points) + len(deletes)
+        return written
+
+    def _failed(self, exc: BaseException | None, dropped: int) -> None:
+        log.warning(
+            "cache_store_failed",
+            extra={
+                "tier": "exact",
+                "error": type(exc).__name__ if exc is not None else "QueueFull",
+                "dropped": dropped,
+            },
+        )
+        if self._on_failure is not None:
+            self._on_failure(exc, dropped)

@@ -1,0 +1,167 @@
+"""CACHE_MAX_ENTRIES: the least recently used answer leaves every tier, so memory levels off."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from qdrant_client import QdrantClient, models
+
+from llm_gateway.cache import keys
+from llm_gateway.cache.embedders import HashingEmbedder
+from llm_gateway.cache.store import QdrantStore
+from llm_gateway.observability.metrics import Metrics
+from tests.unit.cache.conftest import CacheFactory, FakeClock, answer, chat, lookups
+
+QUESTIONS = [
+    "How do I reset my password?",
+    "How do I rotate my API key?",
+    "What is the capital of Peru?",
+    "Explain the CAP theorem in simple terms.",
+]
+PARAPHRASES = [
+    "how can I reset my password",
+    "how can I rotate my API key",
+    "what's the capital of Peru",
+    "explain the CAP theorem in simple terms please",
+]
+
+
+def test_the_paraphrases_used_here_match_their_questions() -> None:
+    # Guards the test below: a paraphrase miss there must come from eviction, not the embedder.
+    embedder = HashingEmbedder()
+    for question, paraphrase in zip(QUESTIONS, PARAPHRASES, strict=True):
+        a, b = embedder.embed_sync([question, paraphrase])
+        assert sum(x * y for x, y in zip(a, b, strict=True)) >= 0.92
+
+
+async def test_inserting_past_the_bound_evicts_the_least_recently_used_from_every_tier(
+    make_cache: CacheFactory, clock: FakeClock, metrics: Metrics
+) -> None:
+    cache = await make_cache(max_entries=3)
+    for question in QUESTIONS[:3]:
+        await cache.store(chat(question), answer(question))
+        clock.advance(1)
+    assert await cache.lookup(chat(QUESTIONS[0])) is not None  # now the most recent
+    await cache.store(chat(QUESTIONS[3]), answer(QUESTIONS[3]))  # pushes out QUESTIONS[1]
+    await cache.flush()
+
+    health = await cache.health()
+    assert (health["entries"], health["points"], health["pending_writes"]) == (3, 3, 0)
+    misses = lookups(metrics, "semantic", "miss")
+    assert await cache.lookup(chat(QUESTIONS[1])) is None
+    assert await cache.lookup(chat(PARAPHRASES[1])) is None
+    assert lookups(metrics, "semantic", "miss") == misses + 2
+    for kept in (0, 2, 3):
+        exact = await cache.lookup(chat(QUESTIONS[kept]))
+        semantic = await cache.lookup(chat(PARAPHRASES[kept]))
+        assert exact is not None and exact.payload == answer(QUESTIONS[kept])
+        assert semantic is not None and semantic.tier == "semantic"
+        assert semantic.payload == answer(QUESTIONS[kept])
+
+
+async def test_an_evicted_answer_stays_gone_after_a_restart(make_cache: CacheFactory) -> None:
+    first = await make_cache(max_entries=2)
+    for question in QUESTIONS[:3]:
+        await first.store(chat(question), answer(question))
+    await first.close()
+    second = await make_cache(max_entries=2)
+    assert await second.lookup(chat(QUESTIONS[0])) is None
+    assert await second.lookup(chat(PARAPHRASES[0])) is None
+    assert await second.lookup(chat(QUESTIONS[2])) is not None
+    assert (await second.health())["points"] == 2
+
+
+async def test_a_smaller_bound_at_restart_keeps_the_most_recent_answers(
+    make_cache: CacheFactory, clock: FakeClock
+) -> None:
+    first = await make_cache(max_entries=10)
+    for question in QUESTIONS:
+        await first.store(chat(question), answer(question))
+        clock.advance(1)
+    await first.close()
+    second = await make_cache(max_entries=2)
+    await second.flush()
+    assert (await second.health())["points"] == 2
+    assert await second.lookup(chat(QUESTIONS[1])) is None
+    assert await second.lookup(chat(QUESTIONS[2])) is not None
+    assert await second.lookup(chat(QUESTIONS[3])) is not None
+
+
+async def test_expired_answers_are_not_loaded_at_restart_and_leave_the_folder(
+    make_cache: CacheFactory, clock: FakeClock
+) -> None:
+    first = await make_cache(ttl_seconds=10)
+    await first.store(chat(QUESTIONS[0]), answer("old"))
+    await first.close()
+    clock.advance(11)
+    second = await make_cache(ttl_seconds=10)
+    assert (await second.health())["entries"] == 0
+    await second.flush()
+    assert (await second.health())["points"] == 0
+
+
+async def test_local_mode_reuses_point_ids_so_the_folder_never_holds_more_than_the_bound(
+    make_cache: CacheFactory, tmp_path: Path, clock: FakeClock
+) -> None:
+    # Qdrant local mode keeps a deleted point in memory until the folder is reopened, so
+    # eviction must overwrite points, not delete and add them.
+    cache = await make_cache(max_entries=3)
+    for n in range(12):
+        await cache.store(chat(f"question number {n}"), answer(str(n)))
+        clock.advance(1)
+    await cache.close()
+    store = QdrantStore(
+        collection="test_cache",
+        dimensions=HashingEmbedder().dimensions,
+        embedder_name="hashing",
+        local_path=tmp_path / "qdrant" / "worker-0",
+    )
+    await store.open()
+    try:
+        found = {point_id: payload async for point_id, _, payload in store.scroll_all()}
+    finally:
+        await store.close()
+    assert sorted(found) == [0, 1, 2]
+    assert sorted(
+        orjson.loads(p["payload_json"])["choices"][0]["message"]["content"] for p in found.values()
+    ) == ["10", "11", "9"]
+
+
+async def test_points_of_the_older_layout_are_served_and_moved_into_slots(
+    make_cache: CacheFactory, tmp_path: Path
+) -> None:
+    request = chat("How do I reset my password?")
+    key = keys.exact_key(request)
+    client = QdrantClient(path=str(tmp_path / "qdrant" / "worker-0"))
+    try:
+        client.create_collection(
+            "test_cache",
+            vectors_config=models.VectorParams(size=512, distance=models.Distance.COSINE),
+        )
+        [vector] = HashingEmbedder().embed_sync([request.prompt_text])
+        payload = {
+            "key": key,
+            "scope": request.scope,
+            "model": request.model,
+            "params_fingerprint": keys.request_fingerprint(request),
+            "context_fingerprint": keys.context_fingerprint(request),
+            "created_at": 1_700_000_000.0,
+            "expires_at": 1_700_003_600.0,
+            "payload": answer("Use the reset link."),  # the answer as an object, by uuid id
+        }
+        client.upsert(
+            "test_cache",
+            points=[models.PointStruct(id=keys.point_id(key), vector=vector, payload=payload)],
+        )
+    finally:
+        client.close()
+    cache = await make_cache()
+    hit = await cache.lookup(chat("how can I reset my password"))
+    assert hit is not None and hit.payload == answer("Use the reset link.")
+    await cache.flush()
+    assert (await cache.health())["points"] == 1
+    await cache.close()
+    reopened = await make_cache()
+    exact = await reopened.lookup(request)
+    assert exact is not None and exact.payload == answer("Use the reset link.")

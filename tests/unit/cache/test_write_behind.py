@@ -1,0 +1,132 @@
+"""WriteBehind: stores are queued and written in batches by one background task."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, cast
+
+from llm_gateway.cache.records import AnswerRecord, PendingPoint
+from llm_gateway.cache.store import QdrantStore
+from llm_gateway.cache.write_behind import WriteBehind
+from tests.support.logs import capture_json_logs
+
+
+class RecordingStore:
+    """Stands in for QdrantStore.write (the only method WriteBehind calls)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.batches: list[tuple[list[str], list[str]]] = []
+        self.fail = fail
+
+    async def write(self, points: Sequence[PendingPoint], deletes: Sequence[str]) -> None:
+        if self.fail:
+            raise ConnectionError("qdrant down")
+        self.batches.append(([p.point_id for p in points], list(deletes)))
+
+
+def record(key: str) -> AnswerRecord:
+    return AnswerRecord(key, "shared", "m", "p", "c", 0.0, 10.0, {"answer": key})
+
+
+def writer_for(store: RecordingStore | None, **options: Any) -> WriteBehind:
+    return WriteBehind(lambda: cast(QdrantStore | None, store), **options)
+
+
+async def test_queued_points_are_written_in_batches_of_the_batch_size() -> None:
+    store = RecordingStore()
+    writer = writer_for(store, batch_size=3, interval=3600)
+    for i in range(7):
+        writer.upsert(f"id-{i}", [1.0], record(str(i)))
+    assert writer.pending == 7
+    assert await writer.flush() == 7
+    assert [len(points) for points, _ in store.batches] == [3, 3, 1]
+    assert writer.pending == 0
+
+
+async def test_a_full_batch_wakes_the_background_task_before_the_interval() -> None:
+    store = RecordingStore()
+    writer = writer_for(store, batch_size=2, interval=3600)
+    writer.start()
+    try:
+        writer.upsert("a", [1.0], record("a"))
+        await asyncio.sleep(0.05)
+        assert store.batches == []  # one point waits for the interval
+        writer.upsert("b", [1.0], record("b"))
+        async with asyncio.timeout(5):
+            while not store.batches:
+                await asyncio.sleep(0.001)
+        assert store.batches == [(["a", "b"], [])]
+    finally:
+        await writer.close()
+
+
+async def test_the_interval_flushes_a_partial_batch() -> None:
+    store = RecordingStore()
+    writer = writer_for(store, batch_size=64, interval=0.01)
+    writer.start()
+    try:
+        writer.upsert("a", [1.0], record("a"))
+        async with asyncio.timeout(5):
+            while not store.batches:
+                await asyncio.sleep(0.001)
+    finally:
+        await writer.close()
+    assert store.batches == [(["a"], [])]
+
+
+async def test_a_delete_replaces_a_queued_upsert_and_an_upsert_a_queued_delete() -> None:
+    store = RecordingStore()
+    writer = writer_for(store, interval=3600)
+    writer.upsert("a", [1.0], record("a"))
+    writer.delete("a")
+    writer.delete("b")
+    writer.upsert("b", [1.0], record("b"))
+    await writer.flush()
+    assert store.batches == [(["b"], ["a"])]
+
+
+async def test_close_writes_what_is_still_queued() -> None:
+    store = RecordingStore()
+    writer = writer_for(store, interval=3600)
+    writer.start()
+    writer.upsert("a", [1.0], record("a"))
+    await writer.close()
+    assert store.batches == [(["a"], [])]
+
+
+async def test_the_queue_waits_for_a_store_that_is_not_open_and_is_bounded() -> None:
+    store: RecordingStore | None = None
+    failures: list[tuple[BaseException | None, int]] = []
+    writer = WriteBehind(
+        lambda: cast(QdrantStore | None, store),
+        batch_size=2,
+        max_pending=3,
+        on_failure=lambda exc, dropped: failures.append((exc, dropped)),
+    )
+    with capture_json_logs() as logs:
+        for i in range(4):
+            writer.upsert(f"id-{i}", [1.0], record(str(i)))
+        assert await writer.flush() == 0
+    assert writer.pending == 3  # the oldest was dropped past the bound
+    assert failures == [(None, 1)]
+    (event,) = logs.events("cache_store_failed")
+    assert (event["error"], event["dropped"]) == ("QueueFull", 1)
+    store = RecordingStore()
+    assert await writer.flush() == 3
+    assert store.batches == [(["id-1", "id-2"], []), (["id-3"], [])]
+
+
+async def test_a_failed_batch_is_reported_and_dropped_without_raising() -> None:
+    store = RecordingStore(fail=True)
+    failures: list[tuple[BaseException | None, int]] = []
+    writer = writer_for(
+        store, interval=3600, on_failure=lambda exc, dropped: failures.append((exc, dropped))
+    )
+    writer.upsert("a", [1.0], record("a"))
+    writer.delete("b")
+    with capture_json_logs() as logs:
+        assert await writer.flush() == 0
+    assert [(type(exc).__name__, dropped) for exc, dropped in failures] == [("ConnectionError", 2)]
+    assert logs.events("cache_store_failed")[0]["error"] == "ConnectionError"
+    assert writer.pending == 0
