@@ -45,7 +45,6 @@ AREAS = (
     ("prometheus_client", "prometheus-client"),
     ("logging/", "stdlib logging"),
     ("llm_gateway/upstream", "gateway: upstream client"),
-    ("httpx_aiohttp", "httpx-aiohttp transport"),
     ("httpx", "httpx"),
     ("aiohttp", "aiohttp"),
     ("fastapi", "FastAPI (routing, deps, validation)"),

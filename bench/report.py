@@ -147,7 +147,7 @@ def transport_section(results: dict[str, Any]) -> list[str]:
     if "gw_httpx" not in lat:
         return []
     rows = []
-    for name, label in (("gw_full", "httpx-aiohttp (aiohttp)"), ("gw_httpx", "httpx default")):
+    for name, label in (("gw_full", "aiohttp (native adapter)"), ("gw_httpx", "httpx pool")):
         c1, c64 = lat[name]["c1"]["latency_ms"], lat[name]["c64"]
         rows.append(
             [

@@ -1,5 +1,6 @@
 """The upstream adapters side by side against a fast local upstream: aiohttp native (the
-default), httpx over httpx-aiohttp's transport (the previous default), httpx's own pool.
+default) and httpx's own pool. (httpx over httpx-aiohttp's transport, the earlier default, measured
+between the two: see bench/RESULTS.md's history.)
 
     .venv/bin/python bench/transport_bench.py [--requests 3000] [--rounds 2]
 
@@ -30,10 +31,10 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 
 from llm_gateway.upstream.aiohttp_upstream import AiohttpUpstream
-from llm_gateway.upstream.http import HttpxUpstream, TransportKind, build_upstream_http_client
+from llm_gateway.upstream.http import HttpxUpstream, build_upstream_http_client
 from llm_gateway.upstream.port import Upstream
 
-KINDS = ["aiohttp-native", "httpx-over-aiohttp", "httpx-pool"]
+KINDS = ["aiohttp-native", "httpx-pool"]
 
 REQUEST_BODY = {
     "model": "bench-model",
@@ -76,10 +77,9 @@ def percentile(samples: list[float], fraction: float) -> float:
 def adapter(base_url: str, kind: str) -> Upstream:
     if kind == "aiohttp-native":
         return AiohttpUpstream(base_url, connect_timeout=5, read_timeout=30, max_connections=64)
-    transport: TransportKind = "aiohttp" if kind == "httpx-over-aiohttp" else "httpx"
     return HttpxUpstream(
         build_upstream_http_client(
-            base_url, transport, connect_timeout=5, request_timeout=30, max_connections=64
+            base_url, connect_timeout=5, request_timeout=30, max_connections=64
         )
     )
 

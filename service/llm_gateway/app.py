@@ -50,7 +50,6 @@ from llm_gateway.resilience.breaker import CircuitBreakerRegistry
 from llm_gateway.settings import ConfigurationError, Settings, development_secret, load_settings
 from llm_gateway.tracking.factory import build_trace_tracker
 from llm_gateway.upstream.factory import build_litellm_client
-from llm_gateway.upstream.http import build_upstream_http_client
 
 log = logging.getLogger("llm_gateway.app")
 
@@ -142,21 +141,9 @@ def create_app(settings: Settings | None = None, overrides: AppOverrides | None 
                 transport=overrides.upstream_transport,
             )
             stack.push_async_callback(upstream.aclose)
-            # Only the LiteLLM embedder still speaks httpx: give it its own small client.
-            embed_http: httpx.AsyncClient | None = None
-            if settings.cache_enabled and settings.embedder == "litellm":
-                embed_http = build_upstream_http_client(
-                    settings.litellm_base_url,
-                    "httpx",
-                    settings.upstream_connect_timeout,
-                    settings.upstream_request_timeout,
-                    settings.upstream_max_connections,
-                    transport=overrides.upstream_transport,
-                )
-                stack.push_async_callback(embed_http.aclose)
             await rate_limiter.open()
             stack.push_async_callback(rate_limiter.close)
-            cache = build_response_cache(settings, metrics=metrics, http=embed_http)
+            cache = build_response_cache(settings, metrics=metrics, upstream=upstream)
             if cache is not None:
                 await cache.open()
                 stack.push_async_callback(cache.close)

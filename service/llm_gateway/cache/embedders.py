@@ -2,17 +2,16 @@
 
 `HashingEmbedder` (hashing.py) is the offline default: lexical feature hashing, no model
 download. `LiteLLMEmbedder` asks the LiteLLM proxy's OpenAI-compatible `/v1/embeddings` for a real
-embedding model. Both return unit-length vectors so cosine similarity is a dot product. A bad
-answer from the proxy raises `UpstreamError` (transport errors raise as httpx's); the cache around
-them fails open.
+embedding model through the gateway's own LiteLLM client, so embeddings share its pool, retries,
+deadline and circuit breaker. Both return unit-length vectors so cosine similarity is a dot
+product. A bad answer raises `UpstreamError` (or the client's mapped upstream error); the cache
+around them fails open.
 """
 
 from __future__ import annotations
 
 import math
 from typing import Any, Protocol, runtime_checkable
-
-import httpx
 
 from llm_gateway.cache.hashing import DEFAULT_DIMENSIONS, HashingEmbedder
 from llm_gateway.errors import UpstreamError
@@ -35,45 +34,32 @@ def unit_vector(values: list[float]) -> list[float]:
     return [v / norm for v in values]
 
 
-class LiteLLMEmbedder:
-    """Embeddings from the LiteLLM proxy (`POST {base_url}/v1/embeddings`).
+class EmbeddingsSource(Protocol):
+    """What the LiteLLM embedder needs: `LiteLLMClient.embeddings` (POST /v1/embeddings)."""
 
-    The HTTP client is injected (the app's pooled upstream client, or a MockTransport in tests).
+    async def embeddings(self, model: str, inputs: list[str]) -> dict[str, Any]: ...
+
+
+class LiteLLMEmbedder:
+    """Embeddings of `model` from the LiteLLM proxy, through the injected `source`.
+
     `dimensions` is learned from the first answer unless given; the semantic store needs it to
     create its collection, so `ResponseCache.open` calls `embed` once when it is unknown.
     """
 
     def __init__(
-        self,
-        http: httpx.AsyncClient,
-        base_url: str,
-        api_key: str | None,
-        model: str,
-        *,
-        dimensions: int | None = None,
-        timeout: float | None = None,
+        self, source: EmbeddingsSource, model: str, *, dimensions: int | None = None
     ) -> None:
-        self._http = http
-        self._url = f"{base_url.rstrip('/')}/v1/embeddings"
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._source = source
         self._model = model
-        self._timeout = timeout
         self.name = f"litellm-{model}"
         self.dimensions = dimensions or 0
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
-        response = await self._http.post(
-            self._url,
-            json={"model": self._model, "input": texts},
-            headers=self._headers,
-            timeout=self._timeout if self._timeout is not None else httpx.USE_CLIENT_DEFAULT,
-        )
-        if response.status_code != 200:
-            # The body may echo the request; only the status travels into logs.
-            raise UpstreamError(f"embeddings answered HTTP {response.status_code}")
-        vectors = self._vectors(response.json(), len(texts))
+        body = await self._source.embeddings(self._model, texts)
+        vectors = self._vectors(body, len(texts))
         size = len(vectors[0])
         if any(len(vector) != size for vector in vectors):
             raise UpstreamError("embeddings of one batch have different lengths")
@@ -97,6 +83,7 @@ class LiteLLMEmbedder:
 __all__ = [
     "DEFAULT_DIMENSIONS",
     "Embedder",
+    "EmbeddingsSource",
     "HashingEmbedder",
     "LiteLLMEmbedder",
     "unit_vector",

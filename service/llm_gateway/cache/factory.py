@@ -3,26 +3,22 @@ them for the cache). Construction does no I/O; `await cache.open()` does."""
 
 from __future__ import annotations
 
-import httpx
-
-from llm_gateway.cache.embedders import Embedder, HashingEmbedder, LiteLLMEmbedder
+from llm_gateway.cache.embedders import (
+    Embedder,
+    EmbeddingsSource,
+    HashingEmbedder,
+    LiteLLMEmbedder,
+)
 from llm_gateway.cache.response_cache import ResponseCache
 from llm_gateway.observability.metrics import Metrics
 from llm_gateway.settings import Settings
 
 
-def build_embedder(settings: Settings, http: httpx.AsyncClient | None) -> Embedder:
+def build_embedder(settings: Settings, upstream: EmbeddingsSource | None) -> Embedder:
     if settings.embedder == "litellm":
-        if http is None:
-            raise ValueError("EMBEDDER=litellm needs the upstream httpx client")
-        key = settings.litellm_api_key
-        return LiteLLMEmbedder(
-            http,
-            settings.litellm_base_url,
-            key.get_secret_value() if key is not None else None,
-            settings.embedding_model,
-            timeout=settings.cache_timeout,
-        )
+        if upstream is None:
+            raise ValueError("EMBEDDER=litellm needs the LiteLLM client")
+        return LiteLLMEmbedder(upstream, settings.embedding_model)
     return HashingEmbedder()
 
 
@@ -30,14 +26,14 @@ def build_response_cache(
     settings: Settings,
     *,
     metrics: Metrics | None,
-    http: httpx.AsyncClient | None = None,
+    upstream: EmbeddingsSource | None = None,
 ) -> ResponseCache | None:
     """None when CACHE_ENABLED is false."""
     if not settings.cache_enabled:
         return None
     api_key = settings.qdrant_api_key
     return ResponseCache(
-        embedder=build_embedder(settings, http),
+        embedder=build_embedder(settings, upstream),
         metrics=metrics,
         ttl_seconds=settings.cache_ttl_seconds,
         max_entries=settings.cache_max_entries,

@@ -36,7 +36,6 @@ def build_upstream(
     return HttpxUpstream(
         build_upstream_http_client(
             settings.litellm_base_url,
-            "httpx",
             connect_timeout=settings.upstream_connect_timeout,
             request_timeout=settings.upstream_request_timeout,
             max_connections=settings.upstream_max_connections,

@@ -1,10 +1,9 @@
 """The httpx flavour of the upstream port: an `httpx.AsyncClient` and `HttpxUpstream` over it.
 
 Used for UPSTREAM_TRANSPORT=httpx (httpx's own pool) and whenever a transport is injected
-(`httpx.MockTransport` in unit and API tests). `build_upstream_http_client` can also put httpx
-over aiohttp (`httpx_aiohttp.AiohttpTransport`, the previous default); `build_litellm_client`
-(upstream/factory.py) now serves UPSTREAM_TRANSPORT=aiohttp with `AiohttpUpstream` instead, which
-skips httpx's request and response objects altogether. Constructing either does no I/O:
+(`httpx.MockTransport` in unit and API tests). UPSTREAM_TRANSPORT=aiohttp, the default, is
+`AiohttpUpstream` instead (aiohttp_upstream.py), which skips httpx's request and response objects
+altogether. Constructing either does no I/O:
 connections open on the first request, inside the running loop.
 
 Timeouts set here are per operation (connect, read, write, pool); the LiteLLM client adds the
@@ -14,7 +13,6 @@ per-attempt total and the per-request deadline on top.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from typing import Literal
 
 import httpx
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
@@ -30,12 +28,9 @@ from llm_gateway.upstream.port import (
     UpstreamResponse,
 )
 
-TransportKind = Literal["aiohttp", "httpx"]
-
 
 def build_upstream_http_client(
     base_url: str,
-    transport_kind: TransportKind,
     connect_timeout: float,
     request_timeout: float,
     max_connections: int,
@@ -52,12 +47,6 @@ def build_upstream_http_client(
         max_keepalive_connections=max_connections,
         keepalive_expiry=IDLE_CONNECTION_SECONDS,
     )
-    if transport is None and transport_kind == "aiohttp":
-        from httpx_aiohttp import AiohttpTransport
-
-        transport = AiohttpTransport(limits=limits)
-    elif transport is None and transport_kind != "httpx":
-        raise ValueError(f"unknown upstream transport {transport_kind!r}; use aiohttp or httpx")
     client = httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(request_timeout, connect=connect_timeout),

@@ -11,6 +11,7 @@ from llm_gateway.cache.embedders import HashingEmbedder, LiteLLMEmbedder
 from llm_gateway.cache.factory import build_embedder, build_response_cache
 from llm_gateway.health import Check, HealthChecker
 from llm_gateway.observability.metrics import Metrics
+from llm_gateway.upstream.factory import build_litellm_client
 from tests.support.settings import make_settings
 from tests.unit.cache.conftest import answer, chat
 
@@ -24,13 +25,14 @@ def test_the_default_embedder_is_the_offline_hashing_one(tmp_path: Path) -> None
     assert isinstance(build_embedder(settings, None), HashingEmbedder)
 
 
-async def test_the_litellm_embedder_needs_the_upstream_client(tmp_path: Path) -> None:
+async def test_the_litellm_embedder_needs_the_litellm_client(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, cache_enabled="true", embedder="litellm")
-    with pytest.raises(ValueError, match="httpx client"):
+    with pytest.raises(ValueError, match="LiteLLM client"):
         build_embedder(settings, None)
     transport = httpx.MockTransport(lambda request: httpx.Response(503))
-    async with httpx.AsyncClient(transport=transport) as http:
-        embedder = build_embedder(settings, http)
+    client = build_litellm_client(settings, transport=transport)
+    embedder = build_embedder(settings, client)
+    await client.aclose()
     assert isinstance(embedder, LiteLLMEmbedder)
     assert embedder.name == "litellm-text-embedding-3-small"
 

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
-
-import httpx
+from typing import Any
 
 from llm_gateway.cache.embedders import HashingEmbedder, LiteLLMEmbedder
 from llm_gateway.cache.request import cache_scope
@@ -265,22 +263,20 @@ async def test_a_remote_embedder_learns_its_dimensions_at_open_and_serves_the_se
 ) -> None:
     offline = HashingEmbedder(dimensions=128)
 
-    def embeddings(request: httpx.Request) -> httpx.Response:
-        texts = json.loads(request.content)["input"]
-        vectors = offline.embed_sync(texts)
-        data = [{"index": i, "embedding": v} for i, v in enumerate(vectors)]
-        return httpx.Response(200, json={"data": data})
+    class OfflineEmbeddings:
+        async def embeddings(self, model: str, inputs: list[str]) -> dict[str, Any]:
+            vectors = offline.embed_sync(inputs)
+            return {"data": [{"index": i, "embedding": v} for i, v in enumerate(vectors)]}
 
-    async with httpx.AsyncClient(transport=httpx.MockTransport(embeddings)) as http:
-        remote = LiteLLMEmbedder(http, "http://litellm:4000", "sk-test", "embedder-model")
-        assert remote.dimensions == 0
-        cache = await make_cache(embedder=remote)
-        assert (await cache.health())["dimensions"] == 128
-        await cache.store(chat("How do I reset my password?"), answer("link"))
-        hit = await cache.lookup(chat("how can I reset my password"))
-        assert hit is not None
-        assert hit.tier == "semantic"
-        await cache.close()
+    remote = LiteLLMEmbedder(OfflineEmbeddings(), "embedder-model")
+    assert remote.dimensions == 0
+    cache = await make_cache(embedder=remote)
+    assert (await cache.health())["dimensions"] == 128
+    await cache.store(chat("How do I reset my password?"), answer("link"))
+    hit = await cache.lookup(chat("how can I reset my password"))
+    assert hit is not None
+    assert hit.tier == "semantic"
+    await cache.close()
 
 
 class CountingEmbedder(HashingEmbedder):

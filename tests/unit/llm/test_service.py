@@ -88,7 +88,6 @@ class Harness:
 
         self.http = build_upstream_http_client(
             "http://litellm.test",
-            "httpx",
             connect_timeout=1,
             request_timeout=5,
             max_connections=4,

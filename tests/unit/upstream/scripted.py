@@ -21,7 +21,7 @@ from tests.unit.resilience.fakes import FakeClock
 
 API_KEY = "sk-test-secret-key-0123456789"
 # Every adapter a real server can be reached through: the native one and httpx's two pools.
-ADAPTERS = ["aiohttp", "httpx", "httpx-aiohttp"]
+ADAPTERS = ["aiohttp", "httpx"]
 Step = bytes | float | BaseException
 
 
@@ -115,7 +115,6 @@ def make_client(
 ) -> LiteLLMClient:
     http = build_upstream_http_client(
         "http://litellm.test",
-        "httpx",
         connect_timeout=5,
         request_timeout=request_timeout,
         max_connections=10,
@@ -146,7 +145,7 @@ def real_adapter(
             tracer_provider=provider,
         )  # fmt: skip
     http = build_upstream_http_client(
-        base_url, "httpx" if kind == "httpx" else "aiohttp", connect_timeout=2,
+        base_url, connect_timeout=2,
         request_timeout=read_timeout, max_connections=4, tracer_provider=provider,
     )  # fmt: skip
     return HttpxUpstream(http)

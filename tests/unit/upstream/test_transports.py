@@ -1,6 +1,5 @@
 """Every upstream adapter against a real (in-process, loopback) HTTP server: tracing, headers,
-streams. `aiohttp` is the native adapter (the default); the two httpx ones run httpx's own pool
-and httpx over httpx-aiohttp's transport."""
+streams. `aiohttp` is the native adapter (the default); `httpx` runs httpx's own pool."""
 
 from __future__ import annotations
 
