@@ -5,10 +5,12 @@
 For every embedder the project offers that can run offline, each labelled pair in
 tests/data/semantic_pairs.jsonl is embedded and its cosine similarity computed (the vectors are
 unit length, so a dot product). At threshold t a pair "hits" when similarity >= t, which is the
-rule the cache applies (SEMANTIC_CACHE_THRESHOLD). Hit rate = hits among paraphrases; false-hit
-rate = hits among non-paraphrases (negations, other topics), the answers a user would be served
-for a question they did not ask. The recommended threshold is the lowest one whose false-hit rate
-is zero (every false hit is a wrong answer; a missed paraphrase only costs one upstream call).
+rule the cache applies (SEMANTIC_CACHE_THRESHOLD), together with its number rule: prompts whose
+numbers differ never match (cache/keys.py `prompt_numbers`), so such pairs count as misses.
+Hit rate = hits among paraphrases; false-hit rate = hits among non-paraphrases (negations, other
+topics), the answers a user would be served for a question they did not ask. The recommended
+threshold is the lowest one whose false-hit rate is zero (every false hit is a wrong answer; a
+missed paraphrase only costs one upstream call).
 
 LiteLLMEmbedder is not evaluated: offline, the only embedding model the stack ships is a mock
 whose vectors carry no meaning, so any figure would describe the mock, not the embedder.
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_gateway.cache.hashing import HashingEmbedder
+from llm_gateway.cache.keys import prompt_numbers
 from llm_gateway.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,8 +38,12 @@ def load_pairs(path: Path = PAIRS) -> list[dict[str, Any]]:
 
 
 def similarities(embedder: HashingEmbedder, pairs: list[dict[str, Any]]) -> list[float]:
+    """Cosine per pair; -1 where the cache's number rule forbids the match whatever the score."""
     scores = []
     for pair in pairs:
+        if prompt_numbers(pair["a"]) != prompt_numbers(pair["b"]):
+            scores.append(-1.0)
+            continue
         a, b = embedder.embed_sync([pair["a"], pair["b"]])
         scores.append(sum(x * y for x, y in zip(a, b, strict=True)))
     return scores

@@ -4,18 +4,22 @@ The exact key is a sha256 over canonical JSON (orjson, sorted keys) of the model
 (content exactly as sent), the sampling parameters that change the answer, and the scope. Two
 requests get the same key only if an upstream model would be asked the very same thing by the
 same tenant. The params fingerprint is the same hash without the messages: the semantic tier only
-matches points that share it, so a paraphrase never crosses models, temperatures or tenants.
+matches points that share it, so a paraphrase never crosses models, temperatures or tenants. The
+context fingerprint adds what else must be equal for a semantic match: the earlier turns and the
+numbers in the prompt.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
+from llm_gateway.cache.hashing import normalize_text
 from llm_gateway.cache.request import CacheRequest
 
 # Parameters that can change what the model answers. Transport and bookkeeping fields (stream,
@@ -45,6 +49,15 @@ ANSWER_CHANGING_PARAMS = frozenset(
 )
 # Message fields that are part of the conversation the model sees, besides role and content.
 _MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id")
+_NUMBER_OR_WORD = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+")
+_SMALL_NUMBERS = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen", "twenty",
+)  # fmt: skip
+_NUMBER_WORDS = {word: str(value) for value, word in enumerate(_SMALL_NUMBERS)} | {
+    "thirty": "30", "forty": "40", "fifty": "50", "hundred": "100", "thousand": "1000"
+}  # fmt: skip
 # Fixed namespace so point ids are stable across processes and releases.
 _POINT_NAMESPACE = uuid.UUID("6f1c1d1e-2a7b-5c39-9d43-8e0b7a4c2f10")
 
@@ -94,16 +107,34 @@ def request_fingerprint(req: CacheRequest) -> str:
 
 
 def context_fingerprint(req: CacheRequest) -> str:
-    """Hash of the conversation around the prompt: every message but the final user message.
+    """Hash of the conversation around the prompt (every message but the final user message) and
+    of the numbers in the prompt.
 
     The semantic tier requires it to be equal, so a paraphrased question only matches an answer
     given under the same system prompt and the same earlier turns ("and in Java?" asked after a
-    Python question must not reuse the answer from another conversation).
+    Python question must not reuse the answer from another conversation), about the same numbers.
     """
     messages = _canonical_messages(req.messages)
     if messages and messages[-1].get("role") == "user":
         messages = messages[:-1]
-    return _digest({"context": messages})
+    return _digest({"context": messages, "numbers": prompt_numbers(req.prompt_text)})
+
+
+def prompt_numbers(text: str) -> list[str]:
+    """The numbers in a prompt, in order. A semantic match requires the very same ones.
+
+    An embedding scores "Explain item 17" and "Explain item 18" as near-identical (one token of
+    many differs, for a lexical embedder and for most learned ones alike), yet the answers
+    differ. Numbers are read after the embedder's normalisation ("2FA" and "two-factor" compare
+    equal) and common number words count as their digits ("ten" is "10").
+    """
+    numbers = []
+    for token in _NUMBER_OR_WORD.findall(normalize_text(text)):
+        if token[0].isdigit():
+            numbers.append(token)
+        elif token in _NUMBER_WORDS:
+            numbers.append(_NUMBER_WORDS[token])
+    return numbers
 
 
 def point_id(key: str) -> str:

@@ -155,6 +155,20 @@ async def test_a_paraphrase_under_another_system_prompt_is_a_miss(make_cache: Ca
     assert hit.tier == "semantic"
 
 
+async def test_prompts_about_other_numbers_never_match_semantically(
+    make_cache: CacheFactory,
+) -> None:
+    # Even a permissive threshold: one differing number is one token of many to an embedder.
+    cache = await make_cache(semantic_threshold=0.5)
+    await cache.store(chat("Explain item 17 of the catalogue in two sentences."), answer("17"))
+    assert await cache.lookup(chat("Explain item 18 of the catalogue in two sentences.")) is None
+    assert await cache.lookup(chat("Explain item 17 of the catalogue in 3 sentences.")) is None
+    hit = await cache.lookup(chat("explain item 17 of the catalogue in two sentences please"))
+    assert hit is not None
+    assert hit.tier == "semantic"
+    assert hit.payload == answer("17")
+
+
 async def test_the_semantic_tier_can_be_switched_off(make_cache: CacheFactory) -> None:
     cache = await make_cache(semantic_enabled=False)
     await cache.store(chat("How do I reset my password?"), answer("link"))
