@@ -7,8 +7,7 @@ attempt is tried again. Every request carries `Authorization: Bearer <LITELLM_AP
 set), this request's `X-Request-ID` and, with tracing on, W3C `traceparent`.
 
 The network is behind the `Upstream` port (upstream/port.py): `AiohttpUpstream` in production,
-`HttpxUpstream` for UPSTREAM_TRANSPORT=httpx and for tests that inject an httpx transport. An
-`httpx.AsyncClient` passed in is wrapped in `HttpxUpstream`.
+`HttpxUpstream` for UPSTREAM_TRANSPORT=httpx and for tests that inject an httpx transport.
 
 Usage, model and cost come from the successful response only: failed attempts are never billed
 to the caller.
@@ -23,7 +22,6 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import orjson
 
 from llm_gateway.errors import GatewayError, ModelNotFound, UpstreamError, UpstreamTimeout
@@ -32,7 +30,6 @@ from llm_gateway.observability.metrics import Metrics
 from llm_gateway.resilience.breaker import CircuitBreakerRegistry
 from llm_gateway.resilience.deadline import Deadline
 from llm_gateway.resilience.retry import RetryPolicy, failure_reason
-from llm_gateway.upstream.http import HttpxUpstream
 from llm_gateway.upstream.mapping import (
     Usage,
     attempted_fallbacks,
@@ -72,7 +69,7 @@ class UpstreamResult:
 class LiteLLMClient:
     def __init__(
         self,
-        upstream: Upstream | httpx.AsyncClient,
+        upstream: Upstream,
         *,
         api_key: str | None,
         retry: RetryPolicy,
@@ -85,9 +82,7 @@ class LiteLLMClient:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self._upstream: Upstream = (
-            HttpxUpstream(upstream) if isinstance(upstream, httpx.AsyncClient) else upstream
-        )
+        self._upstream = upstream
         # Built once: each request only adds its X-Request-ID to a copy.
         auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._get_headers: dict[str, str] = auth

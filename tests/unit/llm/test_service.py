@@ -29,7 +29,7 @@ from llm_gateway.resilience.breaker import CircuitBreakerRegistry
 from llm_gateway.resilience.retry import RetryPolicy
 from llm_gateway.settings import DEFAULT_MODEL_NAME_PATTERN
 from llm_gateway.tracking.records import TraceRecord
-from llm_gateway.upstream.http import build_upstream_http_client
+from llm_gateway.upstream.http import HttpxUpstream, build_upstream_http_client
 from llm_gateway.upstream.litellm import LiteLLMClient
 
 ALICE = Principal(subject="alice", role="user", kind="user")
@@ -86,7 +86,7 @@ class Harness:
             self.calls += 1
             return handler(request)
 
-        self.http = build_upstream_http_client(
+        http = build_upstream_http_client(
             "http://litellm.test",
             connect_timeout=1,
             request_timeout=5,
@@ -99,7 +99,7 @@ class Harness:
             return None
 
         upstream = LiteLLMClient(
-            self.http,
+            HttpxUpstream(http),
             api_key=None,
             retry=RetryPolicy(max_retries=1, sleep=no_sleep, random=lambda: 0.0),
             breakers=self.breakers,
