@@ -27,7 +27,7 @@ from bench.stack import (
     FLOOR,
     FULL_CHAIN,
     Gateway,
-    cpu_seconds,
+    cpu_seconds_when_idle,
     free_port,
     set_mock,
     start_mock,
@@ -108,7 +108,7 @@ def main() -> int:
         for _ in range(args.rounds):
             for label, gateway in gateways.items():
                 (worker,) = gateway.workers()
-                before = cpu_seconds(worker)
+                before = cpu_seconds_when_idle([worker])
                 result = loadgen(
                     {
                         "url": gateway.url + "/v1/chat/completions",
@@ -119,7 +119,7 @@ def main() -> int:
                         "warmup": 0,
                     }
                 )
-                spent = cpu_seconds(worker) - before
+                spent = cpu_seconds_when_idle([worker]) - before
                 per_request[label].append(spent * 1000 / max(result["requests_sent"], 1))
                 rps[label].append(result["rps"])
                 p50[label].append(result["latency_ms"]["p50"])

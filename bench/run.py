@@ -34,7 +34,7 @@ from bench.stack import (
     ROOT,
     Gateway,
     children,
-    cpu_seconds,
+    cpu_seconds_when_idle,
     free_port,
     set_mock,
     start_litellm,
@@ -104,10 +104,10 @@ class Bench:
         spec.setdefault("duration", DURATION)
         spec.update(extra)
         pids = self.servers.get(target, [])
-        before = sum(cpu_seconds(pid) for pid in pids)
+        before = cpu_seconds_when_idle(pids)
         result = loadgen(spec)
         if pids and result.get("requests_sent"):
-            spent = sum(cpu_seconds(pid) for pid in pids) - before
+            spent = cpu_seconds_when_idle(pids) - before
             result["server_cpu_ms_per_request"] = spent * 1000 / result["requests_sent"]
         lat = result["latency_ms"]
         self.log(

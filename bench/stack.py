@@ -90,6 +90,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def cpu_seconds_when_idle(pids: list[int], timeout: float = 20.0) -> float:
+    """The processes' total CPU seconds once they have gone quiet: work deferred past the load
+    (the cache's low-priority store writes, journal appends) belongs to the requests that caused
+    it, so a per-request CPU figure is read after it is done. Quiet: at most one clock tick
+    (10 ms) in 250 ms, what timers and housekeeping use."""
+    deadline = time.monotonic() + timeout
+    total = sum(cpu_seconds(pid) for pid in pids)
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = sum(cpu_seconds(pid) for pid in pids)
+        if now - total <= 1.5 / CLOCK_TICKS:
+            return now
+        total = now
+    return total
+
+
 def children(pid: int) -> list[int]:
     found: list[int] = []
     for entry in Path("/proc").iterdir():
