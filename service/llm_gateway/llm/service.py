@@ -8,6 +8,7 @@ is a call the gateway answered).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -125,7 +126,11 @@ class LLMService:
                     attempts=result.attempts,
                 )
                 if self._cache and cache_request and _is_cacheable(result.body):
-                    self._store_in_background(cache_request, completion)
+                    # Run once this task yields: the response is written by then (nothing
+                    # between here and the socket awaits), so storing is off the caller's time.
+                    asyncio.get_running_loop().call_soon(
+                        self._store_in_background, cache_request, completion
+                    )
         except Exception as exc:
             self._trace(request, principal, started_ns, error=exc)
             raise
@@ -221,7 +226,6 @@ class LLMService:
             "model_used": completion.model_used,
             "cost": completion.cost,
         }
-        # The answer is already the caller's; storing it must not add to their latency.
         self._cache.schedule_store(cache_request, payload)
 
     def _elapsed_ms(self, started: float) -> float:

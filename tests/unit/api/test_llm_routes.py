@@ -3,6 +3,7 @@ network under the upstream client replaced by an injected httpx.MockTransport.""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -126,7 +127,8 @@ async def test_the_legacy_path_and_a_repeat_hits_the_exact_cache(
     headers = await login(client)
     first = await client.post("/generate", json={"prompt": "cache me"}, headers=headers)
     assert first.json()["cached"] is False
-    for _ in range(50):  # the store runs after the answer; give it a moment
+    for _ in range(50):  # the store runs after the answer, once the loop gets a turn
+        await asyncio.sleep(0)  # in-process transport: nothing else yields to the loop
         second = await client.post("/generate", json={"prompt": "cache me"}, headers=headers)
         if second.json()["cached"]:
             break
