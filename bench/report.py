@@ -37,6 +37,17 @@ def last_soak(chain: str = "full") -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def fmt_speed(machine: dict[str, Any]) -> str:
+    start, end = machine.get("speed_probe_ms_at_start"), machine.get("speed_probe_ms_at_end")
+    if start is None:
+        return ""
+    return (
+        f"; speed probe (bench/stack.py `speed_probe_ms`, a fixed Python loop on the server core, "
+        f"lower is faster) {start:.0f} ms at start, "
+        + (f"{end:.0f} ms at end" if end is not None else "not read at end")
+    )
+
+
 def fmt_load(values: list[float] | None) -> str:
     return "/".join(f"{v:.1f}" for v in values) if values else "-"
 
@@ -480,6 +491,7 @@ def write(results: dict[str, Any]) -> None:
         f"Python {m['python']}; run {m['date']}; load average (1/5/15 min) at start "
         f"{fmt_load(m.get('load_average_at_start'))}, "
         f"at end {fmt_load(m.get('load_average_at_end'))}"
+        + fmt_speed(m)
         + (" (BENCH_QUICK smoke run)" if m["quick"] else ""),
         "- Pinning: every server process (mock, LiteLLM proxy, gateways) on core 0 via "
         "`taskset`, the load generator (bench/loadgen.py, asyncio + aiohttp, exact latency "

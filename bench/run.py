@@ -37,6 +37,7 @@ from bench.stack import (
     cpu_seconds_when_idle,
     free_port,
     set_mock,
+    speed_probe_ms,
     start_litellm,
     start_mock,
     users_json,
@@ -271,6 +272,7 @@ def machine() -> dict[str, Any]:
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "quick": QUICK,
         "load_average_at_start": os.getloadavg(),
+        "speed_probe_ms_at_start": speed_probe_ms(),
     }
 
 
@@ -336,6 +338,7 @@ def main() -> int:
         results["imports"] = imports.measure_all()
     finally:
         results["machine"]["load_average_at_end"] = os.getloadavg()
+        results["machine"]["speed_probe_ms_at_end"] = speed_probe_ms()
         for stop in reversed(started):
             try:
                 stop()

@@ -106,6 +106,24 @@ def cpu_seconds_when_idle(pids: list[int], timeout: float = 20.0) -> float:
     return total
 
 
+SPEED_PROBE = (
+    "import time\n"
+    "best = float('inf')\n"
+    "for _ in range(5):\n"
+    "    started = time.perf_counter()\n"
+    "    sum(i * i for i in range(1_000_000))\n"
+    "    best = min(best, time.perf_counter() - started)\n"
+    "print(best * 1000)\n"
+)
+
+
+def speed_probe_ms() -> float:
+    """A fixed pure-Python loop timed on the server core (best of 5, ms): the state of a shared
+    machine at that moment, so runs on the same code can be compared (lower is faster)."""
+    argv = pinned([sys.executable, "-c", SPEED_PROBE])
+    return float(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
+
+
 def children(pid: int) -> list[int]:
     found: list[int] = []
     for entry in Path("/proc").iterdir():
