@@ -278,7 +278,7 @@ class QdrantStore:
     async def upsert(
         self, point_id: PointId, vector: Sequence[float], record: AnswerRecord
     ) -> None:
-        await self.write([PendingPoint(point_id, vector, record)], [])
+        await self.write([PendingPoint.of(point_id, vector, record)], [])
 
     def _expired_filter(self, now: float) -> models.Filter:
         return models.Filter(
@@ -309,6 +309,6 @@ def _ids(point_ids: Sequence[PointId]) -> models.PointIdsList:
 
 def _structs(points: Sequence[PendingPoint]) -> list[models.PointStruct]:
     return [
-        models.PointStruct(id=p.point_id, vector=list(p.vector), payload=p.record.as_payload())
+        models.PointStruct(id=p.point_id, vector=p.vector.tolist(), payload=p.record.as_payload())
         for p in points
     ]

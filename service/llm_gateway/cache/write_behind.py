@@ -69,7 +69,7 @@ class WriteBehind:
     def upsert(self, point_id: PointId, vector: Sequence[float], record: AnswerRecord) -> None:
         self._deletes.pop(point_id, None)
         self._upserts.pop(point_id, None)  # re-queued: it moves to the back
-        self._upserts[point_id] = PendingPoint(point_id, vector, record)
+        self._upserts[point_id] = PendingPoint.of(point_id, vector, record)
         self._queued()
 
     def delete(self, point_id: PointId) -> None:

@@ -81,8 +81,8 @@ async def test_one_batch_deletes_then_upserts_many_points(store: QdrantStore) ->
     await store.upsert(first, [1.0, 0.0], record("first"))
     await store.write(
         [
-            PendingPoint(second, [0.0, 1.0], record("second")),
-            PendingPoint(third, [1.0, 1.0], record("third")),
+            PendingPoint.of(second, [0.0, 1.0], record("second")),
+            PendingPoint.of(third, [1.0, 1.0], record("third")),
         ],
         [first],
     )

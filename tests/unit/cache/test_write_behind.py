@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, cast
 
+import pytest
+
 from llm_gateway.cache.records import AnswerRecord, PendingPoint
 from llm_gateway.cache.store import QdrantStore
 from llm_gateway.cache.write_behind import WriteBehind
@@ -155,3 +157,19 @@ async def test_drops_under_overload_are_counted_each_time_and_logged_once_per_wi
     assert failures == [(None, 1)] * 8
     assert [e["dropped"] for e in logs.events("cache_store_failed")] == [1, 6, 1]
     assert writer.pending == 2
+
+
+async def test_a_queued_vector_is_kept_at_qdrants_precision_not_as_python_floats() -> None:
+    written: list[PendingPoint] = []
+
+    class KeepingStore:
+        async def write(self, points: Sequence[PendingPoint], deletes: Sequence[str]) -> None:
+            written.extend(points)
+
+    store = KeepingStore()
+    writer = WriteBehind(lambda: cast(QdrantStore, store), interval=3600)
+    writer.upsert("a", [0.1] * 512, record("a"))
+    assert await writer.flush() == 1
+    (point,) = written
+    assert point.vector.nbytes == 512 * 4  # a list of 512 Python floats holds ~16 KB
+    assert point.vector.tolist()[0] == pytest.approx(0.1)
