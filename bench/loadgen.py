@@ -234,6 +234,8 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         "latency_ms": summarise(recorder.latencies_ms),
         "headers": dict(recorder.header_values),
     }
+    if spec.get("raw"):  # every measured latency, for a caller that pools several runs
+        result["latencies_raw_ms"] = recorder.latencies_ms
     if load.stream:
         result["ttft_ms"] = summarise(recorder.ttft_ms)
         result["chunk_gap_ms"] = summarise(recorder.chunk_gaps_ms)

@@ -89,6 +89,13 @@ def latency_section(results: dict[str, Any]) -> list[str]:
             )
         out.append(f"### concurrency {conc[1:]}")
         out.append("")
+        rounds = {by_conc[conc].get("rounds") for by_conc in results["latency"].values()}
+        if rounds != {None}:
+            out.append(
+                f"{max(r or 1 for r in rounds)} rounds per scenario, the scenarios interleaved, "
+                "latencies pooled over the rounds (outside load lands on every scenario alike)."
+            )
+            out.append("")
         out += table(
             [
                 "scenario",
