@@ -114,8 +114,7 @@ class WriteBehind:
                     await self._wake.wait()
             self._wake.clear()
             await self.flush()
-            if self._clock() - self._last_drop_report >= self._report_every:
-                self._report_drops()
+            self._report_drops_if_due()
 
     async def flush(self) -> int:
         """Write everything queued now, in batches; returns how many operations were written.
@@ -146,6 +145,9 @@ class WriteBehind:
         self._unreported_drops += count
         if self._on_failure is not None:
             self._on_failure(None, count)
+        self._report_drops_if_due()
+
+    def _report_drops_if_due(self) -> None:
         if self._clock() - self._last_drop_report >= self._report_every:
             self._report_drops()
 
