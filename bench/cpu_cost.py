@@ -72,9 +72,9 @@ def main() -> int:
     chains = {"full": FULL_CHAIN, "floor": FLOOR}
     names = list(chains) if args.chain == "both" else [args.chain]
     if args.ablate:
-        for layer in ABLATIONS:
-            chains[f"-{layer.lower()}"] = {**FULL_CHAIN, **ABLATIONS[layer]}
-            names.append(f"-{layer.lower()}")
+        for layer, switched_off in ABLATIONS.items():
+            chains[f"-{layer}"] = {**FULL_CHAIN, **switched_off}
+            names.append(f"-{layer}")
     for variant in args.variant:
         label, _, assignments = variant.partition(":")
         pairs = (item.split("=", 1) for item in assignments.split(",") if item)

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -92,19 +93,18 @@ def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Several runs of one scenario as one: latencies pooled, counts and CPU time summed."""
     latencies = [value for run in runs for value in run.pop("latencies_raw_ms")]
     ok = sum(run["ok"] for run in runs)
-    failed = sum(sum(run["errors"].values()) for run in runs)
+    errors: Counter[str] = Counter()
+    for run in runs:
+        errors.update(run["errors"])
+    failed = errors.total()
     elapsed = sum(run["elapsed_s"] for run in runs)
     sent = sum(run["requests_sent"] for run in runs)
-    errors: dict[str, int] = {}
-    for run in runs:
-        for kind, count in run["errors"].items():
-            errors[kind] = errors.get(kind, 0) + count
     result = {
         **runs[0],
         "rounds": len(runs),
         "elapsed_s": elapsed,
         "ok": ok,
-        "errors": errors,
+        "errors": dict(errors),
         "error_rate": failed / (ok + failed) if ok + failed else 0.0,
         "rps": ok / elapsed if elapsed > 0 else 0.0,
         "requests_sent": sent,
