@@ -51,7 +51,7 @@ typecheck: install ## mypy --strict on the service
 # The side venvs (LiteLLM proxy, MLflow server) and helm are built before the suite, not inside a
 # test's timeout.
 pytest: install stack-venvs tools ## the pytest suite alone (unit, integration, chart)
-	$(BIN)/pytest -m "not e2e" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not e2e and not cluster" $(PYTEST_ARGS)
 
 .PHONY: test
 test: lint typecheck pytest ## everything CI checks except the container e2e suite

@@ -66,3 +66,44 @@ undeploy: tools ## helm uninstall the release (PVCs of Qdrant and MLflow are kep
 
 # The chart tests (part of `make pytest`/`make test`) need helm: fetch it first.
 pytest: tools
+
+# A real single-node Kubernetes on this machine, built from upstream parts (devstack/node): no
+# kind, no registry. Root only (it runs a kubelet and containerd). See README "A real node".
+NODE := $(BIN)/python -m devstack.node
+NODE_KUBECONFIG = $(shell $(NODE) kubeconfig 2>/dev/null)
+NODE_VALUES := k8s/values-node.yaml
+
+.PHONY: cluster-build
+cluster-build: install ## build the node's programs (Kubernetes, containerd, etcd, CoreDNS, crictl, skaffold) from the Go module proxy
+	$(NODE) build
+
+.PHONY: cluster-up
+cluster-up: install tools docker-engine ## start a real single-node Kubernetes here (kubelet, containerd, CoreDNS) and print its KUBECONFIG
+	$(NODE) up
+
+.PHONY: cluster-images
+cluster-images: install docker-engine ## build the gateway, LiteLLM and MLflow images on the offline base and load them into the node
+	$(BIN)/python -m devstack.node.images build
+	$(NODE) load-images $$($(BIN)/python -m devstack.node.images tags)
+
+.PHONY: cluster-deploy
+cluster-deploy: tools ## helm upgrade --install --wait the chart on the node with k8s/values-node.yaml
+	KUBECONFIG=$(NODE_KUBECONFIG) KUBE_CONTEXT=llm-gateway-node HELM=$(HELM) KUBECTL=$(KUBECTL) \
+	  scripts/k8s-deploy.sh -f $(NODE_VALUES)
+
+.PHONY: cluster-port-forward
+cluster-port-forward: tools ## port-forward the gateway on the node to :8000 (and MLflow :5000, LiteLLM :4000)
+	KUBECONFIG=$(NODE_KUBECONFIG) KUBE_CONTEXT=llm-gateway-node KUBECTL=$(KUBECTL) scripts/k8s-port-forward.sh
+
+.PHONY: cluster-down
+cluster-down: install ## stop the node and remove what it left (mounts, links, iptables rules)
+	$(NODE) down
+
+.PHONY: test-cluster
+test-cluster: install stack-venvs tools docker-engine ## the chart on the real node: install, helm test, probes, drain, rollout, outage, skaffold
+	$(BIN)/pytest -m cluster tests/cluster $(PYTEST_ARGS)
+
+.PHONY: cluster-dev
+cluster-dev: tools ## skaffold dev on the real local node: rebuild, load and redeploy on every change
+	PATH="$(abspath $(TOOLS)/bin):$$($(NODE) bin-dir):$$PATH" KUBECONFIG=$(NODE_KUBECONFIG) \
+	  skaffold dev -p node --port-forward
