@@ -14,6 +14,7 @@ CLI::
 
     python -m devstack.node.images build [--base-image llm-gateway-base:bookworm]
     python -m devstack.node.images save PATH [TAG ...]
+    python -m devstack.node.images check     # run LiteLLM and MLflow as the node values do
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack.node import image_check
 from devstack.venvs import repo_root
 
 DEFAULT_BASE_IMAGE = "llm-gateway-base:bookworm"
@@ -161,13 +163,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     save = commands.add_parser("save", help="docker save images into one tar archive")
     save.add_argument("archive", type=Path)
     save.add_argument("tags", nargs="*", default=list(IMAGES), help="default: all three")
+    commands.add_parser(
+        "check", help="start the LiteLLM and MLflow images as k8s/values-node.yaml runs them"
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "build":
             build_all(args.base_image)
-        else:
+        elif args.command == "save":
             export_to(args.tags, args.archive)
-    except ImageBuildError as error:
+        else:
+            image_check.check_all(repo_root(), say)
+    except (ImageBuildError, image_check.CheckFailed) as error:
         say(f"error: {error}")
         return 1
     return 0

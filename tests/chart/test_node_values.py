@@ -7,9 +7,11 @@ Pending and its pod unscheduled), and 2 cores shared with the control plane.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from devstack.node import image_check
 from devstack.node.images import IMAGES
 
 from tests.chart.rendering import NODE_VALUES, RELEASE, Manifests, render
@@ -122,3 +124,39 @@ def test_the_chart_defaults_still_name_the_upstream_images() -> None:
         workload = manifests.get(kind, f"{RELEASE}-{subchart}")
         (container,) = workload["spec"]["template"]["spec"]["containers"]
         assert container["image"].startswith(f"{repository}:"), container["image"]
+
+
+def test_the_image_check_runs_litellm_exactly_as_the_rendered_pod(tmp_path: Path) -> None:
+    # `python -m devstack.node.images check` proves the images with this translation.
+    manifests = render(NODE_VALUES)
+    deployment = manifests.get("Deployment", f"{RELEASE}-litellm")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    argv = image_check.docker_run_argv(manifests.documents, deployment, "x", tmp_path)
+    image_at = argv.index(container["image"])
+    assert argv[image_at + 1 :] == container["args"]  # after the image's own entrypoint
+    options = argv[:image_at]
+    for flag in ("--read-only", "--network none", "--user 10001:10001", "--cap-drop ALL"):
+        assert flag in " ".join(options), flag
+    assert "--tmpfs" in options
+    assert options[options.index("--tmpfs") + 1] == "/tmp:rw,exec,size=256m,uid=10001,gid=10001"
+    assert f"{tmp_path}/config:/etc/litellm:ro" in options
+    assert "config.yaml" in {p.name for p in (tmp_path / "config").iterdir()}
+    env = image_check.container_env(manifests.documents, container)
+    assert env["LITELLM_MASTER_KEY"] == "sk-node-local-only-master-key"
+    assert env["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
+
+
+def test_the_image_check_gives_mlflow_the_charts_command_and_store(tmp_path: Path) -> None:
+    manifests = render(NODE_VALUES)
+    deployment = manifests.get("Deployment", f"{RELEASE}-mlflow")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    argv = image_check.docker_run_argv(manifests.documents, deployment, "x", tmp_path)
+    image_at = argv.index(container["image"])
+    assert argv[image_at - 2 : image_at] == ["--entrypoint", "mlflow"]
+    assert argv[image_at + 1 :] == container["command"][1:]
+    tmpfs = {
+        argv[i + 1].split(":", 1)[0]: argv[i + 1] for i, a in enumerate(argv) if a == "--tmpfs"
+    }
+    # fsGroup owns the emptyDir in Kubernetes; the tmpfs is owned by that group here.
+    assert tmpfs["/mlflow"] == "/mlflow:rw,exec,size=1g,uid=10001,gid=10001"
+    assert set(tmpfs) == {"/mlflow", "/tmp"}
