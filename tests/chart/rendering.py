@@ -19,6 +19,8 @@ CHART = ROOT / "chart" / "llm-gateway"
 HELM = ROOT / ".tools" / "bin" / "helm"
 KIND_VALUES = ROOT / "k8s" / "values-kind.yaml"
 PRODUCTION_VALUES = ROOT / "k8s" / "values-production-example.yaml"
+# Our single real node: locally built images only (devstack/node/images.py), no PVCs.
+NODE_VALUES = ROOT / "k8s" / "values-node.yaml"
 RELEASE = "demo"
 NAMESPACE = "llm"
 # The one thing the default values lack on purpose.

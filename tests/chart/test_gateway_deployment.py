@@ -14,6 +14,7 @@ from asgi_lifespan import LifespanManager
 from llm_gateway.app import create_app
 from tests.chart.rendering import (
     KIND_VALUES,
+    NODE_VALUES,
     PRODUCTION_VALUES,
     Manifests,
     render,
@@ -27,6 +28,7 @@ VALUE_SETS = [
     pytest.param((), id="default-values"),
     pytest.param((KIND_VALUES,), id="kind-values"),
     pytest.param((PRODUCTION_VALUES,), id="production-values"),
+    pytest.param((NODE_VALUES,), id="node-values"),
 ]
 
 
@@ -46,7 +48,7 @@ async def _status_codes(paths: set[str], tmp_path: Path) -> dict[str, int]:
 async def test_probe_paths_are_routes_the_app_serves(tmp_path: Path) -> None:
     probe_paths = {
         probe["httpGet"]["path"]
-        for values in ((), (KIND_VALUES,), (PRODUCTION_VALUES,))
+        for values in ((), (KIND_VALUES,), (PRODUCTION_VALUES,), (NODE_VALUES,))
         for probe in _probes(render(*values).gateway_container()).values()
     }
     unserved = "/chart-test-path-the-app-does-not-serve"

@@ -18,6 +18,7 @@ from tests.chart.rendering import (
     CHART,
     DEFAULT_SETS,
     KIND_VALUES,
+    NODE_VALUES,
     PRODUCTION_VALUES,
     render,
     run_helm,
@@ -29,6 +30,7 @@ VALUE_SETS = [
     pytest.param((), id="default-values"),
     pytest.param((KIND_VALUES,), id="kind-values"),
     pytest.param((PRODUCTION_VALUES,), id="production-values"),
+    pytest.param((NODE_VALUES,), id="node-values"),
 ]
 # Objects of CRDs kubernetes-validate has no schema for; their shape is asserted elsewhere.
 CUSTOM_RESOURCES = {("monitoring.coreos.com/v1", "ServiceMonitor")}

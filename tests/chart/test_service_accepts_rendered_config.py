@@ -14,7 +14,14 @@ import pytest
 
 from llm_gateway.auth.passwords import verify_password
 from llm_gateway.settings import ConfigurationError, load_settings
-from tests.chart.rendering import KIND_VALUES, PRODUCTION_VALUES, RELEASE, Manifests, render
+from tests.chart.rendering import (
+    KIND_VALUES,
+    NODE_VALUES,
+    PRODUCTION_VALUES,
+    RELEASE,
+    Manifests,
+    render,
+)
 
 pytestmark = pytest.mark.chart
 
@@ -59,6 +66,14 @@ def test_kind_configuration_boots_the_service(tmp_path: Path) -> None:
     assert "password_hash" in text
     first_hash = text.split("password_hash: ", 1)[1].split("\n", 1)[0]
     assert verify_password(first_hash, "dev-password")
+
+
+def test_node_configuration_boots_the_service_with_its_embedded_cache(tmp_path: Path) -> None:
+    settings = load_settings(_pod_environment(render(NODE_VALUES), tmp_path), env_file=None)
+    assert settings.qdrant_url is None
+    assert settings.data_dir == tmp_path / "data"
+    assert settings.litellm_base_url == f"http://{RELEASE}-litellm:4000"
+    assert settings.users_file is not None
 
 
 def test_default_configuration_boots_the_service(tmp_path: Path) -> None:

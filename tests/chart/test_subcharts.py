@@ -193,3 +193,15 @@ def test_mlflow_allowed_hosts_include_the_in_cluster_names() -> None:
     # The gateway's own tracking URI host is one of them.
     config = render(KIND_VALUES).gateway_config()
     assert config["MLFLOW_TRACKING_URI"].removeprefix("http://") in hosts
+
+
+def test_mlflow_without_persistence_uses_a_sized_emptydir_and_no_claim() -> None:
+    # For clusters with no storage provisioner, where a PVC would stay Pending.
+    manifests = render(
+        KIND_VALUES, sets=("mlflow.persistence.enabled=false", "mlflow.persistence.size=3Gi")
+    )
+    assert not manifests.has("PersistentVolumeClaim", f"{RELEASE}-mlflow")
+    pod = manifests.get("Deployment", f"{RELEASE}-mlflow")["spec"]["template"]["spec"]
+    mount = next(m for m in _mlflow(manifests)["volumeMounts"] if m["mountPath"] == "/mlflow")
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume == {"name": mount["name"], "emptyDir": {"sizeLimit": "3Gi"}}
