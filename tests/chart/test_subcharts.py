@@ -205,3 +205,9 @@ def test_mlflow_without_persistence_uses_a_sized_emptydir_and_no_claim() -> None
     mount = next(m for m in _mlflow(manifests)["volumeMounts"] if m["mountPath"] == "/mlflow")
     volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
     assert volume == {"name": mount["name"], "emptyDir": {"sizeLimit": "3Gi"}}
+
+
+def test_mlflow_runs_without_its_job_runner() -> None:
+    # Found on the real node: the runner's huey consumers OOM-kill the pod at a 1 GiB limit.
+    env = {item["name"]: item.get("value") for item in _mlflow(render(KIND_VALUES))["env"]}
+    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
