@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from devstack.node import gobuild, node
+from devstack.node import gobuild, images, node
 from devstack.node.components import NodeError
 from devstack.node.layout import NodeLayout
 
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     down.add_argument("--purge", action="store_true", help="also drop its certificates and images")
     commands.add_parser("status", help="pids of the node's components (null: not running)")
     load = commands.add_parser("load-images", help="import Docker images into the node")
-    load.add_argument("tags", nargs="+")
+    load.add_argument("tags", nargs="*", help="default: the chart's images (devstack.node.images)")
     commands.add_parser("kubeconfig", help="print the admin kubeconfig's path")
     commands.add_parser(
         "bin-dir", help="print the folder of the built programs (kubelet, skaffold...)"
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "status":
             sys.stdout.write(json.dumps(node.status(layout), indent=2) + "\n")
         elif args.command == "load-images":
-            node.load_images(layout, args.tags)
+            node.load_images(layout, args.tags or list(images.IMAGES))
         elif args.command == "bin-dir":
             sys.stdout.write(f"{gobuild.bin_dir()}\n")
         else:

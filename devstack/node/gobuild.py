@@ -161,6 +161,8 @@ def tools() -> dict[str, GoTool]:
                 "github.com/GoogleContainerTools/skaffold/v2",
                 versions.SKAFFOLD,
                 "./cmd/skaffold",
+                ldflags="-s -w -X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version"
+                f".version={versions.SKAFFOLD}",
             ),
         )
     }

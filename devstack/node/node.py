@@ -129,7 +129,7 @@ def up(layout: NodeLayout) -> None:
     for component in COMPONENTS:
         if component.name == "kubelet":
             # Before the kubelet asks for its first sandbox.
-            system_images.import_into_node(images, bins / "ctr", layout.containerd_socket)
+            load_images(layout, images)
         t0 = time.monotonic()
         start(component, layout, bins, env)
         say(f"{component.name} up ({time.monotonic() - t0:.1f} s)")
@@ -145,9 +145,17 @@ def up(layout: NodeLayout) -> None:
 
 
 def load_images(layout: NodeLayout, tags: Sequence[str]) -> None:
+    """Import the Docker images the node does not already hold at the same image id."""
     started = time.monotonic()
-    system_images.import_into_node(tags, gobuild.bin_dir() / "ctr", layout.containerd_socket)
-    say(f"loaded {', '.join(tags)} into the node ({time.monotonic() - started:.0f} s)")
+    stale = [tag for tag in tags if not system_images.node_has(tag, layout, gobuild.bin_dir())]
+    if stale:
+        system_images.import_into_node(stale, gobuild.bin_dir() / "ctr", layout.containerd_socket)
+    fresh = sorted(set(tags) - set(stale))
+    say(
+        f"loaded {', '.join(stale) or 'nothing'} into the node "
+        f"({time.monotonic() - started:.0f} s)"
+        + (f"; already there: {', '.join(fresh)}" if fresh else "")
+    )
 
 
 def down(layout: NodeLayout, purge: bool = False) -> None:

@@ -7,6 +7,7 @@ into the node's containerd under the names the node's configuration refers to.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import tempfile
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from devstack.node import configs, gobuild, versions
 from devstack.node.components import NodeError, run
+from devstack.node.layout import NodeLayout
 
 _SCRATCH_DOCKERFILE = """FROM scratch
 COPY {binary} /{binary}
@@ -71,6 +73,39 @@ def build() -> list[str]:
     coredns = gobuild.bin_dir() / "coredns"
     _scratch_image(configs.COREDNS_IMAGE, coredns.resolve(), "65534:65534")
     return [configs.PAUSE_IMAGE, configs.COREDNS_IMAGE]
+
+
+def _normalized(tag: str) -> str:
+    """The name containerd gives a Docker reference (`llm-gateway:dev` is docker.io/library/...)."""
+    name = tag if "/" in tag.split(":")[0] else f"library/{tag}"
+    return name if "." in name.split("/")[0] else f"docker.io/{name}"
+
+
+def node_has(tag: str, layout: NodeLayout, bins: Path) -> bool:
+    """Whether the node's runtime holds `tag` as the very image Docker has (same image id)."""
+    docker_id = subprocess.run(  # noqa: S603
+        ["docker", "image", "inspect", "--format", "{{.Id}}", tag],  # noqa: S607
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    listed = run(
+        [
+            str(bins / "crictl"),
+            f"--runtime-endpoint=unix://{layout.containerd_socket}",
+            "images",
+            "-o",
+            "json",
+        ],
+        check=False,
+    )
+    if not docker_id or not listed:
+        return False
+    wanted = _normalized(tag)
+    return any(
+        image["id"] == docker_id and wanted in image.get("repoTags", [])
+        for image in json.loads(listed).get("images", [])
+    )
 
 
 def import_into_node(tags: Sequence[str], ctr: Path, socket: Path) -> None:
