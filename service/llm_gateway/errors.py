@@ -25,7 +25,7 @@ middleware that answer early) turns them into the one error body shape::
     │   ├── CircuitOpen                   503  + Retry-After
     │   └── StreamInterrupted             (in-band SSE error; headers already sent)
     ├── DependencyUnavailable             503  a required local dependency is down
-    └── ServiceDraining                   503  + Retry-After, Connection: close
+    └── ServiceDraining                   503  + Retry-After, Connection: close (drain over)
 """
 
 from __future__ import annotations

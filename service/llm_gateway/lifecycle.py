@@ -1,10 +1,13 @@
 """The worker's drain state: how many requests are in flight, and whether shutdown has begun.
 
 One `DrainController` per app. The drain middleware counts requests through it; the gunicorn
-worker's server calls `drain()` when SIGTERM arrives, which flips readiness to 503 at once,
-refuses new work with 503 + Retry-After + Connection: close, and waits (bounded) until every
-in-flight request and stream has finished. Only then does uvicorn close its listeners and run
-the lifespan shutdown.
+worker's server calls `drain()` when SIGTERM arrives, which flips readiness to 503 at once and
+waits (bounded) until every in-flight request and stream has finished. A request that still
+arrives during the drain comes down a connection opened before it (kube-proxy's rules pin an
+established keep-alive connection to its pod; the endpoint's removal only steers new ones): it
+is served, with Connection: close so that the client's next request opens a connection to a
+pod that is not leaving. Only once the drain is over (`closed`) is new work refused with 503 +
+Retry-After, and uvicorn closes its listeners and runs the lifespan shutdown.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ class DrainController:
         self._clock = clock
         self._in_flight = 0
         self._draining = False
+        self._closed = False
         self._idle = asyncio.Event()
         self._idle.set()
         self.drain_started_at: float | None = None
@@ -29,6 +33,11 @@ class DrainController:
     @property
     def draining(self) -> bool:
         return self._draining
+
+    @property
+    def closed(self) -> bool:
+        """The drain is over: the worker is about to close its clients and exit."""
+        return self._closed
 
     @property
     def in_flight(self) -> int:
@@ -68,6 +77,8 @@ class DrainController:
                 extra={"timeout_seconds": timeout, "abandoned_in_flight": self._in_flight},
             )
             return False
+        finally:
+            self._closed = True
         log.info("in_flight_requests_drained", extra={"drain_seconds": self.elapsed()})
         return True
 

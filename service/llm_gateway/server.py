@@ -1,9 +1,10 @@
 """The gunicorn worker and the uvicorn server inside it, with a drain phase before exit.
 
 Stock uvicorn, on SIGTERM, closes its listeners and waits for open connections. We put a drain
-phase first: readiness turns 503, new work is refused with 503 + Connection: close, in-flight
-requests and streams finish (bounded by UVICORN_GRACEFUL_TIMEOUT), and only then does uvicorn
-close its listeners and run the lifespan shutdown (flush, close clients). The whole drain stays
+phase first: readiness turns 503, requests on connections opened before it are still served but
+answered with Connection: close, in-flight requests and streams finish (bounded by
+UVICORN_GRACEFUL_TIMEOUT), and only then does uvicorn close its listeners and run the lifespan
+shutdown (flush, close clients); work arriving after that is refused with 503. The whole drain stays
 below gunicorn's graceful_timeout, so gunicorn never has to SIGKILL a worker mid-flush.
 """
 

@@ -1,4 +1,5 @@
-"""Counts in-flight requests and, once draining, turns new work away politely."""
+"""Counts in-flight requests; while draining, answers with Connection: close; once the drain is
+over, turns new work away politely (see lifecycle.py for why a drain still serves)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ class DrainMiddleware:
             await self.app(scope, receive, send)
             return
         drain = self.drain
-        if drain.draining:
+        if drain.closed:
             await send_error(
                 send, ServiceDraining(retry_after=1), scope.get("state", {}).get("request_id")
             )

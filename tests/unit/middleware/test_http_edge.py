@@ -141,9 +141,11 @@ async def test_chunked_body_within_the_limit_is_served(client: httpx.AsyncClient
     assert response.json() == {"received": 2000}
 
 
-async def test_draining_refuses_new_work_but_finishes_what_is_in_flight(
+async def test_a_drain_serves_open_connections_with_close_then_refuses_new_work(
     client: httpx.AsyncClient,
 ) -> None:
+    # A request that reaches a draining worker came down a connection opened before the drain
+    # (kube-proxy pins established connections to their pod): it is served, and told to close.
     app = client.app  # type: ignore[attr-defined]
     in_flight = asyncio.create_task(client.get("/test/slow", params={"seconds": 0.3}))
     while app.state.drain.in_flight == 0:
@@ -151,24 +153,28 @@ async def test_draining_refuses_new_work_but_finishes_what_is_in_flight(
     with capture_json_logs() as logs:
         drained = asyncio.create_task(app.state.drain.drain("SIGTERM", timeout=5))
         await asyncio.sleep(0.05)
-        refused = await client.get("/test/slow", params={"seconds": 0})
+        during = await client.get("/test/slow", params={"seconds": 0})
         ready = await client.get("/readyz")
         live = await client.get("/livez")
         finished = await in_flight
         assert await drained is True
-    assert refused.status_code == 503
-    assert refused.json()["error"] == "ServiceDraining"
-    assert refused.headers["retry-after"] == "1"
-    assert refused.headers["connection"] == "close"
+        refused = await client.get("/test/slow", params={"seconds": 0})
+    assert during.status_code == 200
+    assert during.headers["connection"] == "close"
     assert ready.status_code == 503
     assert ready.json()["status"] == "draining"
     assert live.status_code == 200
     assert finished.status_code == 200
     assert finished.headers["connection"] == "close"
+    assert refused.status_code == 503
+    assert refused.json()["error"] == "ServiceDraining"
+    assert refused.headers["retry-after"] == "1"
+    assert refused.headers["connection"] == "close"
     events = [r["message"] for r in logs.records if r["logger"] == "llm_gateway.drain"]
     assert events == [
         "shutdown_signal_received",
         "waiting_for_in_flight_requests",
+        "in_flight_request_completed",
         "in_flight_request_completed",
         "in_flight_requests_drained",
     ]
