@@ -85,7 +85,7 @@ cluster-up: install tools docker-engine ## start a real single-node Kubernetes h
 .PHONY: cluster-images
 cluster-images: install docker-engine ## build the gateway, LiteLLM and MLflow images on the offline base and load them into the node
 	$(BIN)/python -m devstack.node.images build
-	$(NODE) load-images $$($(BIN)/python -m devstack.node.images tags)
+	$(NODE) load-images
 
 .PHONY: cluster-deploy
 cluster-deploy: tools ## helm upgrade --install --wait the chart on the node with k8s/values-node.yaml
@@ -101,7 +101,9 @@ cluster-down: install ## stop the node and remove what it left (mounts, links, i
 	$(NODE) down
 
 .PHONY: test-cluster
-test-cluster: install stack-venvs tools docker-engine ## the chart on the real node: install, helm test, probes, drain, rollout, outage, skaffold
+# The builds (Go programs, images) run before pytest, not inside a test's timeout.
+test-cluster: install stack-venvs tools docker-engine cluster-build ## the chart on the real node: install, helm test, probes, drain, rollout, outage, skaffold
+	$(BIN)/python -m devstack.node.images build
 	$(BIN)/pytest -m cluster tests/cluster $(PYTEST_ARGS)
 
 .PHONY: cluster-dev

@@ -24,10 +24,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class FakeUpstreamProcess(ManagedProcess):
-    def __init__(self, port: int, log_path: Path, argv: list[str]) -> None:
+    def __init__(
+        self, port: int, log_path: Path, argv: list[str], host: str = "127.0.0.1"
+    ) -> None:
         super().__init__(argv, log_path=log_path, cwd=REPO_ROOT)
         self.port = port
-        self.base_url = f"http://127.0.0.1:{port}"
+        self.base_url = f"http://{host}:{port}"
         self._client = httpx.Client(base_url=self.base_url, timeout=5.0)
 
     def control(self, **document: Any) -> dict[str, Any]:
@@ -66,14 +68,16 @@ def start_fake_upstream(
     latency_ms: float = 0.0,
     response_bytes: int | None = None,
     ready_timeout: float = 20.0,
+    host: str = "127.0.0.1",
 ) -> FakeUpstreamProcess:
+    """`host` is the address it listens on (the cluster tests use the node's, which pods reach)."""
     port = free_port()
-    argv = [sys.executable, "-m", "devstack.fake_upstream", "--port", str(port)]
+    argv = [sys.executable, "-m", "devstack.fake_upstream", "--host", host, "--port", str(port)]
     argv += ["--latency-ms", str(latency_ms)]
     if response_bytes is not None:
         argv += ["--response-bytes", str(response_bytes)]
     work_dir.mkdir(parents=True, exist_ok=True)
-    process = FakeUpstreamProcess(port, work_dir / f"fake-upstream-{port}.log", argv)
+    process = FakeUpstreamProcess(port, work_dir / f"fake-upstream-{port}.log", argv, host)
     try:
         wait_http(f"{process.base_url}/_health", timeout=ready_timeout)
     except TimeoutError:
