@@ -43,11 +43,13 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import orjson
 
+from llm_gateway.background import lower_current_thread_priority
 from llm_gateway.cache import keys
 from llm_gateway.cache.embedders import Embedder
 from llm_gateway.cache.local_index import SemanticIndex, partition_key
@@ -104,6 +106,7 @@ class ResponseCache:
         flush_interval: float = 0.2,
         flush_batch: int = 64,
         max_worker_slots: int = DEFAULT_MAX_SLOTS,
+        checkpoint_interval: float = 1.0,
         store_is_private: bool | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -148,6 +151,8 @@ class ResponseCache:
         self._slot: WorkerSlot | None = None
         self._last_open_error: str | None = None
         self._maintenance: asyncio.Task[None] | None = None
+        self._checkpoints: asyncio.Task[None] | None = None
+        self._checkpoint_interval = checkpoint_interval
         self._pending_stores: set[asyncio.Task[None]] = set()
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -157,6 +162,10 @@ class ResponseCache:
         await self._try_open_store()
         self._writer.start()
         self._maintenance = asyncio.create_task(self._maintain(), name="cache-maintenance")
+        if self._shared is not None:
+            self._checkpoints = asyncio.create_task(
+                self._checkpoint_shared(self._shared), name="cache-checkpoint"
+            )
 
     async def close(self) -> None:
         await asyncio.sleep(0)  # stores scheduled with call_soon run (and may start a task)
@@ -164,10 +173,11 @@ class ResponseCache:
             await asyncio.wait(set(self._pending_stores), timeout=self._timeout * 4)
             for task in self._pending_stores:
                 task.cancel()
-        if self._maintenance is not None:
-            self._maintenance.cancel()
-            await asyncio.gather(self._maintenance, return_exceptions=True)
-            self._maintenance = None
+        background = [t for t in (self._maintenance, self._checkpoints) if t is not None]
+        self._maintenance = self._checkpoints = None
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await self._writer.close()  # what is queued reaches the store before it closes
         await self._close_store()
         if self._shared is not None:
@@ -278,6 +288,28 @@ class ResponseCache:
                 continue
             await asyncio.sleep(self._purge_interval)
             await self.purge_expired()
+
+    async def _checkpoint_shared(self, table: SharedExactTable) -> None:
+        """Background: after this worker wrote to the shared exact table, move its write-ahead
+        log into the file, on a low-priority thread (shared_exact.py says why)."""
+        thread = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="cache-checkpoint",
+            initializer=lower_current_thread_priority,
+        )
+        checkpointed = 0
+        try:
+            while True:
+                await asyncio.sleep(self._checkpoint_interval)
+                if not table.is_open or table.writes == checkpointed:
+                    continue
+                checkpointed = table.writes
+                try:
+                    await asyncio.get_running_loop().run_in_executor(thread, table.checkpoint)
+                except Exception as exc:
+                    log.warning("cache_checkpoint_failed", extra={"error": type(exc).__name__})
+        finally:
+            thread.shutdown(wait=True)  # never close the table under a running checkpoint
 
     async def purge_expired(self) -> int:
         """Drop expired answers now; returns how many. Local mode: from the tables, and their
