@@ -11,7 +11,7 @@ LITELLM_PORT=... MLFLOW_PORT=...`; a busy port stops the run before anything is 
 started, with the variable that moves it and a free port to try.
 
 Every wait longer than a few seconds says what it waits for and for how long so far
-(PROGRESS_EVERY). Most of the proxy's start is importing LiteLLM (~10 s of CPU; several times
+(PROGRESS_EVERY). Most of the proxy's start is importing LiteLLM (~7 s of CPU; several times
 that on a machine whose cores are busy); its venv is byte-compiled when it is installed
 (devstack/venvs.py), so the first start does not also compile ~1500 modules.
 
@@ -259,11 +259,15 @@ class Stack:
         if self.gateway is not None and self.gateway.poll() is None:
             say("stopping the gateway (graceful drain)")
             self.gateway.send_signal(signal.SIGTERM)
-            try:
-                self.gateway.wait(timeout=40)  # gunicorn's graceful timeout is 30 s
-            except subprocess.TimeoutExpired:
-                os.killpg(self.gateway.pid, signal.SIGKILL)
-                self.gateway.wait(timeout=5)
+            gateway, started = self.gateway, time.monotonic()
+            wait_with_progress(
+                lambda: gateway.poll() is not None or time.monotonic() - started > 40,
+                "draining the gateway (requests in flight finish first, 30 s at most)",
+                started,
+            )
+            if gateway.poll() is None:  # past gunicorn's 30 s graceful timeout and a margin
+                os.killpg(gateway.pid, signal.SIGKILL)
+                gateway.wait(timeout=5)
         for name, child in reversed(self.children):
             if child.proc.poll() is None:
                 say(f"stopping {name}")
@@ -327,7 +331,7 @@ def run(root: Path, ports: StackPorts | None = None) -> int:
                     proxy.url + READY_PATH,
                     proxy.proc,
                     LITELLM_READY_TIMEOUT,
-                    "importing LiteLLM: ~10 s of CPU, longer on a busy machine",
+                    "importing LiteLLM: ~7 s of CPU, longer on a busy machine",
                     str(proxy.log_path),
                     started_at=proxy.started_at,
                 ),

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from devstack.run import PROGRESS_EVERY
 
 # Booting the whole stack as a user does (the proxy's imports, MLflow's first migrations, two
 # gunicorn workers) takes one to two minutes on a busy 2-core machine, before any test runs.
@@ -243,6 +244,18 @@ def test_the_readme_try_it_sequence_keeps_every_promise_ten_times_in_a_row(
     assert len({pid for pair in served for pid in pair}) == 2, served
     crossed = sum(1 for miss_pid, hit_pid in served if miss_pid != hit_pid)
     assert crossed >= 1, f"every repeat landed on the worker that stored it: {served}"
+
+
+def test_every_wait_longer_than_the_progress_interval_said_what_it_waited_for(
+    stack: MadeStack,
+) -> None:
+    output = stack.output()
+    for part in ("the LiteLLM proxy", "the MLflow server", "the gateway"):
+        ready = re.search(rf"\[devstack\] {part} ready in ([0-9.]+)s", output)
+        assert ready is not None, output[-3000:]
+        if float(ready.group(1)) > PROGRESS_EVERY + 1:
+            progress = rf"\[devstack\] \d+s: still waiting for [^\n]*{part} \([^)]+; GET http"
+            assert re.search(progress, output), f"no progress line for {part}"
 
 
 def test_ctrl_c_stops_the_stack_cleanly(stack: MadeStack) -> None:
