@@ -131,7 +131,7 @@ class ResponseCache:
         # Local mode: the exact tier shared by the workers of the pod (a server shares it itself).
         self._shared = (
             SharedExactTable(data_dir / "cache", max_entries=max_entries, busy_timeout=timeout)
-            if qdrant_url is None and data_dir is not None
+            if self._private and data_dir is not None
             else None
         )
         self._index: SemanticIndex | None = None
