@@ -14,9 +14,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("run", help="LiteLLM proxy + MLflow + the gateway, foreground")
-    serve.add_argument("--port", type=int, default=8000, help="gateway port")
-    serve.add_argument("--litellm-port", type=int, default=4000)
-    serve.add_argument("--mlflow-port", type=int, default=5000)
+    serve.add_argument("--port", type=int, default=8000, help="gateway port (make run PORT=)")
+    serve.add_argument(
+        "--litellm-port", type=int, default=4000, help="LiteLLM proxy port (LITELLM_PORT=)"
+    )
+    serve.add_argument(
+        "--mlflow-port", type=int, default=5000, help="MLflow server port (MLFLOW_PORT=)"
+    )
     args = parser.parse_args(argv)
     ports = StackPorts(gateway=args.port, litellm=args.litellm_port, mlflow=args.mlflow_port)
     try:

@@ -67,17 +67,24 @@ class ServiceProcess:
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=2.0) as client:
             while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(
-                        f"{self.name} exited with status {self.proc.returncode}; "
-                        f"last output:\n{self.output()[-3000:]}"
-                    )
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get(self.url + path).status_code == 200:
-                        self.ready_seconds = time.monotonic() - self.started_at
-                        return self.ready_seconds
+                if self.probe(client, path):
+                    assert self.ready_seconds is not None
+                    return self.ready_seconds
                 time.sleep(0.1)
         raise RuntimeError(f"{self.name} not ready within {timeout}s; see {self.log_path}")
+
+    def probe(self, client: httpx.Client, path: str) -> bool:
+        """One GET url+path: True (and `ready_seconds` set) on 200. RuntimeError if it exited."""
+        if self.proc.poll() is not None:
+            raise RuntimeError(
+                f"{self.name} exited with status {self.proc.returncode}; "
+                f"last output:\n{self.output()[-3000:]}"
+            )
+        with contextlib.suppress(httpx.HTTPError):
+            if client.get(self.url + path).status_code == 200:
+                self.ready_seconds = time.monotonic() - self.started_at
+                return True
+        return False
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM the group, wait up to `timeout`, then SIGKILL whatever is left."""

@@ -99,7 +99,17 @@ def ensure_venv(
             shutil.rmtree(venv)
         if uv is not None:
             _run([uv, "venv", "--quiet", "--python", interpreter, str(venv)], env)
-            pip_sync = [uv, "pip", "sync", "--quiet", "--python", str(venv / "bin" / "python")]
+            # Byte-compiled at install (uv does not by default): otherwise the first start of
+            # the LiteLLM proxy also compiles the ~1500 modules it imports, roughly doubling it.
+            pip_sync = [
+                uv,
+                "pip",
+                "sync",
+                "--quiet",
+                "--compile-bytecode",
+                "--python",
+                str(venv / "bin" / "python"),
+            ]
             _run([*pip_sync, str(requirements)], env)
         else:
             _run([interpreter, "-m", "venv", str(venv)], env)

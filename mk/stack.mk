@@ -10,6 +10,11 @@ stack-venvs: install ## build both side venvs (LiteLLM proxy, MLflow server) ahe
 	$(BIN)/python -m devstack.litellm ensure
 	$(BIN)/python -m devstack.mlflow ensure
 
+# Ports of `make run`; move any of them with e.g. `make run PORT=8001 LITELLM_PORT=4001`.
+PORT ?= 8000
+LITELLM_PORT ?= 4000
+MLFLOW_PORT ?= 5000
+
 .PHONY: run
-run: install ## run the whole local stack on http://localhost:8000
-	$(BIN)/python -m devstack run
+run: install ## the whole local stack on http://localhost:8000; other ports: make run PORT=8001 LITELLM_PORT=4001 MLFLOW_PORT=5001
+	$(BIN)/python -m devstack run --port $(PORT) --litellm-port $(LITELLM_PORT) --mlflow-port $(MLFLOW_PORT)

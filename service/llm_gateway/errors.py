@@ -8,7 +8,7 @@ middleware that answer early) turns them into the one error body shape::
 
     GatewayError                          500
     ├── ClientError                       400  the caller can fix it
-    │   ├── InvalidRequest                422  field-level problems (`fields`)
+    │   ├── InvalidRequest                400  field-level problems (`fields`), malformed JSON
     │   ├── ModelNotFound                 400
     │   ├── PromptRejected                400  injection heuristics
     │   ├── UpstreamBadRequest            400  LiteLLM refused the request itself
@@ -82,7 +82,8 @@ class ClientError(GatewayError):
 
 
 class InvalidRequest(ClientError):
-    status_code = 422
+    # 400, as OpenAI's API and the seeds' contract answer an invalid parameter (not FastAPI's 422).
+    status_code = 400
     default_message = "The request body failed validation"
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 import time
 from types import FrameType
@@ -69,6 +70,19 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
+def listening_sockets(listeners: list[Any]) -> list[socket.socket]:
+    """The `socket.socket` inside each of gunicorn's listener wrappers.
+
+    uvloop takes over a socket handed to `create_server`: libuv closes the descriptor when the
+    server closes, then uvloop detaches a `socket.socket` (its descriptor becomes -1, nothing is
+    closed twice) but calls `close()` on any other object, expecting EBADF. gunicorn's wrapper
+    (`gunicorn.sock.BaseSocket`) is such an object, and its `close()` logs the EBADF as "Error
+    while closing socket [Errno 9] Bad file descriptor", once per worker at every shutdown. Handed
+    the real socket, uvloop detaches it and uvicorn's own `close()` afterwards is a no-op.
+    """
+    return [getattr(listener, "sock", listener) for listener in listeners]
+
+
 def _graceful_timeout() -> float:
     return float(os.environ.get("UVICORN_GRACEFUL_TIMEOUT", "25"))
 
@@ -97,6 +111,6 @@ class GatewayUvicornWorker(UvicornWorker):  # type: ignore[misc]
         self.config.app = self.wsgi
         server = DrainingServer(self.config, drain_timeout=_graceful_timeout())
         self._install_sigquit_handler()
-        await server.serve(sockets=self.sockets)
+        await server.serve(sockets=listening_sockets(self.sockets))
         if not server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)

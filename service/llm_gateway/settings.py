@@ -127,8 +127,8 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(
         Path("data"),
-        description="Writable directory for local state (Qdrant local mode, trace journal, "
-        "metrics). A volume in a container.",
+        description="Writable directory for local state (Qdrant local mode, the exact cache the "
+        "workers share, trace journal, metrics). A volume in a container.",
     )
 
     # --- drain and process bounds (the chart's `drain` values block feeds these) --------------
@@ -299,7 +299,8 @@ class Settings(BaseSettings):
         ge=1,
         description="Answers each worker keeps; past it the least recently used leaves the exact "
         "tier, the semantic index and the local Qdrant folder (bounds worker memory: ~12-14 KB "
-        "per answer in local mode, so ~50 MB at the default).",
+        "per answer in local mode, so ~50 MB at the default). In local mode it also bounds the "
+        "exact answers the pod's workers share on disk (DATA_DIR/cache/exact.sqlite3).",
     )
     semantic_cache_enabled: bool = Field(True, description="Also match paraphrased prompts.")
     semantic_cache_threshold: float = Field(

@@ -84,6 +84,10 @@ async def test_sigterm_finishes_in_flight_requests_and_exits_zero(tmp_path: Path
     assert len(completions) == 6
     shutdown = [r for r in records if r["message"] == "graceful_shutdown_completed"]
     assert all(r["duration_seconds"] < 25 for r in shutdown)
+    # uvloop closes the listening descriptor itself; a worker handing it gunicorn's socket
+    # wrapper logged "Error while closing socket [Errno 9] Bad file descriptor" at every exit.
+    socket_errors = [r["message"] for r in records if "closing socket" in r["message"]]
+    assert socket_errors == []
 
 
 async def test_every_line_is_json_including_gunicorn_uvicorn_and_errors(tmp_path: Path) -> None:

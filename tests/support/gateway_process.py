@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from tests.support.processes import ManagedProcess, free_port, wait_http
 from tests.support.settings import base_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Logged once by each uvicorn worker when its lifespan startup has finished.
+WORKER_STARTED = "Application startup complete."
 
 
 class GatewayProcess(ManagedProcess):
@@ -50,8 +53,15 @@ def start_gateway(
             env[key.upper()] = value
     argv = [sys.executable, "-m", "gunicorn", "-c", "python:llm_gateway.gunicorn_conf", app]
     process = GatewayProcess(port, tmp_path / "gateway.log", env, argv)
+    deadline = time.monotonic() + ready_timeout
     try:
         wait_http(f"{process.base_url}/livez", timeout=ready_timeout)
+        # /livez answers as soon as one worker is up; a test about several workers (drain,
+        # a cache shared between them) needs every one of them serving.
+        while process.output().count(WORKER_STARTED) < workers:
+            if time.monotonic() > deadline or process.proc.poll() is not None:
+                raise TimeoutError
+            time.sleep(0.1)
     except TimeoutError:
         process.stop()
         raise AssertionError(f"gateway did not start:\n{process.output()[-4000:]}") from None

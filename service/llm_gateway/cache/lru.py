@@ -27,6 +27,13 @@ class LruEntry:
     expires_at: float
 
 
+def encode_payload(payload: dict[str, Any]) -> bytes:
+    """An answer as the JSON bytes every exact tier keeps."""
+    # orjson hands back its ~16 KB working buffer as the bytes object; kept as is, each entry
+    # would pin 16 KB whatever its size. A copy is exactly as long as the JSON.
+    return memoryview(orjson.dumps(payload)).tobytes()
+
+
 def _ignore(key: str) -> None:
     return None
 
@@ -64,9 +71,7 @@ class ExactLru:
     def put(self, key: str, payload: dict[str, Any], created_at: float, expires_at: float) -> bytes:
         """Insert or replace as the most recent entry, evicting the least recent past the bound;
         returns the entry's JSON."""
-        # orjson hands back its ~16 KB working buffer as the bytes object; kept as is, each
-        # entry would pin 16 KB whatever its size. A copy is exactly as long as the JSON.
-        body = memoryview(orjson.dumps(payload)).tobytes()
+        body = encode_payload(payload)
         self.put_body(key, body, created_at, expires_at)
         return body
 

@@ -1,6 +1,7 @@
 """ResponseCache: the one object the LLM service talks to. Exact tier first, then semantic.
 
-- Exact: the worker's bounded answer table (lru.py: microseconds); with a Qdrant server, then a
+- Exact: the worker's bounded answer table (lru.py: microseconds), then the exact tier its
+  siblings share: in local mode the pod's SQLite table (shared_exact.py), with a Qdrant server a
   retrieve-by-id on the server, which other workers and pods write too.
 - Semantic: embed the prompt, then the nearest stored answer with the same scope, model,
   sampling params and conversation context, not expired, with cosine >= the threshold.
@@ -12,19 +13,27 @@ Nothing here raises to the caller. If Qdrant cannot be opened at startup the app
 worker's tables keep serving its own answers and a background task retries the store.
 
 Storage: in local mode (no QDRANT_URL) each gunicorn worker embeds Qdrant in its own slot folder
-under DATA_DIR/qdrant (see slots.py), so each worker has its own cache that survives restarts;
-with QDRANT_URL every worker and pod shares one cache.
+under DATA_DIR/qdrant (see slots.py), so each worker has its own semantic tier that survives
+restarts, while the exact tier is shared by the workers through DATA_DIR/cache/exact.sqlite3: an
+identical repeat is a hit whichever worker serves it. With QDRANT_URL every worker and pod shares
+both tiers.
 
-Local mode's folder is private to its worker, so the worker's tables are authoritative: they are
-warmed from the folder at open, answer every lookup (the answer table for the exact tier, the
-in-memory index, local_index.py, for the semantic tier) and Qdrant is only written. With a server
+The shared exact write happens in `schedule_store` itself, before the caller's response goes out
+(a repeat sent the moment the answer arrives may reach another worker); the rest of a store (this
+worker's table, the semantic index, the Qdrant folder) runs once the caller's task yields.
+
+Local mode's folder is private to its worker, so the worker's tables are authoritative for what
+the folder holds: they are warmed from it at open, answer every lookup (the answer table, then
+the shared exact table, for the exact tier; the in-memory index, local_index.py, for the semantic
+tier) and Qdrant is only written. With a server
 the server stays the source of truth for the exact tier (another worker may have stored the
 answer); the table is a per-worker front. In both modes writes are batched (write_behind.py).
 
 Size: CACHE_MAX_ENTRIES bounds each worker's table; the least recently used answer leaves first,
 and with it its vector in the index and (local mode) its point in the folder, so a worker's
-memory levels off instead of growing until the TTL catches up. A server's collection is shared
-and is bounded by the TTL purge only.
+memory levels off instead of growing until the TTL catches up. The shared exact table holds at
+most CACHE_MAX_ENTRIES answers too (on disk), least recently used out first. A server's
+collection is shared and is bounded by the TTL purge only.
 """
 
 from __future__ import annotations
@@ -34,16 +43,21 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+import orjson
+
+from llm_gateway.background import lower_current_thread_priority
 from llm_gateway.cache import keys
 from llm_gateway.cache.embedders import Embedder
 from llm_gateway.cache.local_index import SemanticIndex, partition_key
-from llm_gateway.cache.lru import ExactLru
+from llm_gateway.cache.lru import ExactLru, encode_payload
 from llm_gateway.cache.point_slots import PointSlots
 from llm_gateway.cache.records import AnswerRecord
 from llm_gateway.cache.request import CacheHit, CacheRequest, CacheTier
+from llm_gateway.cache.shared_exact import SharedExactTable
 from llm_gateway.cache.slots import DEFAULT_MAX_SLOTS, WorkerSlot, acquire_slot
 from llm_gateway.cache.warmup import warm_tables
 from llm_gateway.cache.write_behind import WriteBehind
@@ -92,6 +106,7 @@ class ResponseCache:
         flush_interval: float = 0.2,
         flush_batch: int = 64,
         max_worker_slots: int = DEFAULT_MAX_SLOTS,
+        checkpoint_interval: float = 1.0,
         store_is_private: bool | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -113,6 +128,12 @@ class ResponseCache:
         self._private = qdrant_url is None if store_is_private is None else store_is_private
         self._lru = ExactLru(max_entries, on_evict=self._evicted)
         self._slots = PointSlots(max_entries) if self._private else None
+        # Local mode: the exact tier shared by the workers of the pod (a server shares it itself).
+        self._shared = (
+            SharedExactTable(data_dir / "cache", max_entries=max_entries, busy_timeout=timeout)
+            if self._private and data_dir is not None
+            else None
+        )
         self._index: SemanticIndex | None = None
         self._purge_interval = purge_interval
         self._reopen_interval = reopen_interval
@@ -130,6 +151,8 @@ class ResponseCache:
         self._slot: WorkerSlot | None = None
         self._last_open_error: str | None = None
         self._maintenance: asyncio.Task[None] | None = None
+        self._checkpoints: asyncio.Task[None] | None = None
+        self._checkpoint_interval = checkpoint_interval
         self._pending_stores: set[asyncio.Task[None]] = set()
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -139,18 +162,29 @@ class ResponseCache:
         await self._try_open_store()
         self._writer.start()
         self._maintenance = asyncio.create_task(self._maintain(), name="cache-maintenance")
+        if self._shared is not None:
+            self._checkpoints = asyncio.create_task(
+                self._checkpoint_shared(self._shared), name="cache-checkpoint"
+            )
 
     async def close(self) -> None:
+        await asyncio.sleep(0)  # stores scheduled with call_soon run (and may start a task)
         if self._pending_stores:
             await asyncio.wait(set(self._pending_stores), timeout=self._timeout * 4)
             for task in self._pending_stores:
                 task.cancel()
-        if self._maintenance is not None:
-            self._maintenance.cancel()
-            await asyncio.gather(self._maintenance, return_exceptions=True)
-            self._maintenance = None
+        background = [t for t in (self._maintenance, self._checkpoints) if t is not None]
+        self._maintenance = self._checkpoints = None
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await self._writer.close()  # what is queued reaches the store before it closes
         await self._close_store()
+        if self._shared is not None:
+            try:
+                self._shared.close()
+            except Exception as exc:
+                log.warning("cache_close_failed", extra={"error": type(exc).__name__})
         self._lru.clear()
         self._index = None
         if self._slots is not None:
@@ -170,6 +204,8 @@ class ResponseCache:
 
     async def _try_open_store(self) -> bool:
         try:
+            if self._shared is not None and not self._shared.is_open:
+                self._shared.open(self._clock())  # a local file: quick, and before Qdrant's
             async with asyncio.timeout(self._open_timeout):
                 self._store = await self._build_store()
                 if self._private:
@@ -192,6 +228,7 @@ class ResponseCache:
                 "embedder": self._embedder.name,
                 "entries": len(self._lru),
                 "max_entries": self._lru.max_entries,
+                "shared_exact": str(self._shared.path) if self._shared is not None else None,
             },
         )
         return True
@@ -252,10 +289,37 @@ class ResponseCache:
             await asyncio.sleep(self._purge_interval)
             await self.purge_expired()
 
+    async def _checkpoint_shared(self, table: SharedExactTable) -> None:
+        """Background: after this worker wrote to the shared exact table, move its write-ahead
+        log into the file, on a low-priority thread (shared_exact.py says why)."""
+        thread = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="cache-checkpoint",
+            initializer=lower_current_thread_priority,
+        )
+        checkpointed = 0
+        try:
+            while True:
+                await asyncio.sleep(self._checkpoint_interval)
+                if not table.is_open or table.writes == checkpointed:
+                    continue
+                checkpointed = table.writes
+                try:
+                    await asyncio.get_running_loop().run_in_executor(thread, table.checkpoint)
+                except Exception as exc:
+                    log.warning("cache_checkpoint_failed", extra={"error": type(exc).__name__})
+        finally:
+            thread.shutdown(wait=True)  # never close the table under a running checkpoint
+
     async def purge_expired(self) -> int:
         """Drop expired answers now; returns how many. Local mode: from the tables, and their
         points are deleted from the folder with the next batch; server mode: on the server."""
         removed = self._lru.drop_expired(self._clock())
+        if self._shared is not None and self._shared.is_open:
+            try:
+                self._shared.purge_expired(self._clock())
+            except Exception as exc:
+                log.warning("cache_purge_failed", extra={"error": type(exc).__name__})
         store = self._store
         if not self._private and store is not None:
             try:
@@ -282,7 +346,17 @@ class ResponseCache:
             "entries": len(self._lru),
             "max_entries": self._lru.max_entries,
             "pending_writes": self._writer.pending,
+            "shared_entries": self._shared_entries(),
         }
+
+    def _shared_entries(self) -> int | None:
+        """Answers in the pod's shared exact table (local mode), None when there is none."""
+        if self._shared is None or not self._shared.is_open:
+            return None
+        try:
+            return len(self._shared)
+        except Exception:
+            return None
 
     # --- lookups -----------------------------------------------------------------------------
     async def lookup(self, req: CacheRequest) -> CacheHit | None:
@@ -295,8 +369,15 @@ class ResponseCache:
             return None
         if cached is not None:
             self._count("exact", "hit")
+            if self._shared is not None:
+                self._shared.touch(key, now)
             payload, created_at = cached
             return CacheHit("exact", payload, 1.0, max(0.0, now - created_at))
+        from_siblings = self._from_shared(key, now)
+        if isinstance(from_siblings, _Failed):
+            return None
+        if from_siblings is not None:
+            return from_siblings
         deadline = asyncio.get_running_loop().time() + self._timeout
         store = self._store
         if not self._private:
@@ -323,6 +404,26 @@ class ResponseCache:
         payload, created_at, similarity = found
         self._count("semantic", "hit")
         return CacheHit("semantic", payload, min(1.0, similarity), max(0.0, now - created_at))
+
+    def _from_shared(self, key: str, now: float) -> CacheHit | _Failed | None:
+        """An answer another worker of the pod stored (local mode); it joins this worker's
+        table, so the next repeat here costs what a table hit costs."""
+        table = self._shared
+        if table is None or not table.is_open:
+            return None
+        try:
+            row = table.get(key, now)
+            if row is None:
+                return None
+            body, created_at, expires_at = row
+            payload: dict[str, Any] = orjson.loads(body)
+        except Exception as exc:  # sqlite3.Error, OSError, a corrupt row: a miss, logged
+            self._failed("cache_lookup_failed", "exact", exc)
+            return _FAILED
+        table.touch(key, now)
+        self._lru.put_body(key, body, created_at, expires_at)
+        self._count("exact", "hit")
+        return CacheHit("exact", payload, 1.0, max(0.0, now - created_at))
 
     async def _nearest(
         self, req: CacheRequest, key: str, now: float
@@ -375,12 +476,66 @@ class ResponseCache:
 
     # --- stores ------------------------------------------------------------------------------
     async def store(self, req: CacheRequest, payload: dict[str, Any]) -> None:
-        """Remember a successful, complete answer. Bounded by CACHE_TIMEOUT; never raises."""
+        """Remember a successful, complete answer and wait until this worker's tiers hold it.
+        Bounded by CACHE_TIMEOUT; never raises."""
+        prepared = self._prepare(req, payload)
+        if prepared is not None:
+            key, body, now = prepared
+            self._share(key, body, now)
+            await self._remember(req, key, body, now)
+
+    def schedule_store(self, req: CacheRequest, payload: dict[str, Any]) -> None:
+        """`store` without delaying the caller's response.
+
+        The shared exact write happens here, before the caller's response is written: a repeat
+        sent as soon as the answer arrives may reach another worker, and must hit there. The
+        rest runs once the caller's task yields: synchronously when the lookup already embedded
+        the prompt (or nothing needs embedding), otherwise as a task that close() waits for
+        (bounded)."""
+        prepared = self._prepare(req, payload)
+        if prepared is None:
+            return
+        key, body, now = prepared
+        self._share(key, body, now)
+        asyncio.get_running_loop().call_soon(self._remember_soon, req, key, body, now)
+
+    def _prepare(
+        self, req: CacheRequest, payload: dict[str, Any]
+    ) -> tuple[str, bytes, float] | None:
+        try:
+            return keys.exact_key(req), encode_payload(payload), self._clock()
+        except Exception as exc:  # e.g. params that are not JSON-serializable
+            self._failed("cache_store_failed", "exact", exc)
+            return None
+
+    def _share(self, key: str, body: bytes, now: float) -> None:
+        """Write the answer to the pod's shared exact table (local mode); fails open."""
+        table = self._shared
+        if table is None or not table.is_open:
+            return
+        try:
+            table.put(key, body, now, now + self._ttl)
+        except Exception as exc:
+            self._failed("cache_store_failed", "exact", exc)
+
+    def _remember_soon(self, req: CacheRequest, key: str, body: bytes, now: float) -> None:
+        needs_vector = self._semantic and bool(req.prompt_text.strip())
+        if key in self._recent or not needs_vector:
+            try:
+                self._lru.put_body(key, body, now, now + self._ttl)
+                self._persist(req, key, body, now, self._recent.pop(key, None))
+            except Exception as exc:
+                self._failed("cache_store_failed", "exact", exc)
+            return
+        task = asyncio.create_task(self._remember(req, key, body, now), name="cache-store")
+        self._pending_stores.add(task)
+        task.add_done_callback(self._pending_stores.discard)
+
+    async def _remember(self, req: CacheRequest, key: str, body: bytes, now: float) -> None:
+        """This worker's tiers: the answer table, the semantic index and the store's queue."""
         stage: CacheTier = "exact"
         try:
-            now = self._clock()
-            key = keys.exact_key(req)
-            body = self._lru.put(key, payload, now, now + self._ttl)
+            self._lru.put_body(key, body, now, now + self._ttl)
             learned = self._recent.pop(key, None)
             if learned is None and self._semantic and req.prompt_text.strip():
                 stage = "semantic"
@@ -391,25 +546,6 @@ class ResponseCache:
             self._persist(req, key, body, now, learned)
         except Exception as exc:
             self._failed("cache_store_failed", stage, exc)
-
-    def schedule_store(self, req: CacheRequest, payload: dict[str, Any]) -> None:
-        """`store` without delaying the caller's response. When the lookup already embedded the
-        prompt (or nothing needs embedding) this is synchronous and cheap; otherwise it runs as a
-        task that close() waits for (bounded)."""
-        try:
-            key = keys.exact_key(req)
-            needs_vector = self._semantic and bool(req.prompt_text.strip())
-            if key in self._recent or not needs_vector:
-                now = self._clock()
-                body = self._lru.put(key, payload, now, now + self._ttl)
-                self._persist(req, key, body, now, self._recent.pop(key, None))
-                return
-        except Exception as exc:
-            self._failed("cache_store_failed", "exact", exc)
-            return
-        task = asyncio.create_task(self.store(req, payload), name="cache-store")
-        self._pending_stores.add(task)
-        task.add_done_callback(self._pending_stores.discard)
 
     def _persist(
         self,

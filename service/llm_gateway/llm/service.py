@@ -8,7 +8,6 @@ is a call the gateway answered).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -37,7 +36,8 @@ _CACHEABLE_FINISH = frozenset({"stop", "tool_calls"})
 class AnswerCache(Protocol):
     async def lookup(self, request: CacheRequest) -> CacheHit | None: ...
 
-    def schedule_store(self, request: CacheRequest, payload: dict[str, Any]) -> None: ...
+    def schedule_store(self, request: CacheRequest, payload: dict[str, Any]) -> None:
+        """Called before the response is written; must not block on slow work (defer it)."""
 
 
 class TraceSink(Protocol):
@@ -126,11 +126,9 @@ class LLMService:
                     attempts=result.attempts,
                 )
                 if self._cache and cache_request and _is_cacheable(result.body):
-                    # Run once this task yields: the response is written by then (nothing
-                    # between here and the socket awaits), so storing is off the caller's time.
-                    asyncio.get_running_loop().call_soon(
-                        self._store_in_background, cache_request, completion
-                    )
+                    # Before the response: the cache shares the exact answer with the other
+                    # workers now and defers the rest until this task yields.
+                    self._store_in_background(cache_request, completion)
         except Exception as exc:
             self._trace(request, principal, started_ns, error=exc)
             raise

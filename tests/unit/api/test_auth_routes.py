@@ -137,11 +137,11 @@ async def test_a_failed_login_is_one_indistinct_401(
     assert password not in "\n".join(logs.raw_lines)
 
 
-async def test_a_login_without_a_password_is_a_422_with_the_field(
+async def test_a_login_without_a_password_is_a_400_with_the_field(
     client: httpx.AsyncClient,
 ) -> None:
     response = await client.post("/auth/login", json={"username": "alice"})
-    body = assert_error_body(response, 422, "InvalidRequest")
+    body = assert_error_body(response, 400, "InvalidRequest")
     assert {"field": "password", "message": "Field required"} in body["fields"]  # type: ignore[operator]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from pathlib import Path
 
@@ -154,3 +155,50 @@ async def test_an_unreachable_qdrant_server_fails_open_at_startup(
     assert url not in str(event)
     assert await cache.lookup(chat("anything")) is None
     assert lookups(metrics, "exact", "error") == 1
+
+
+async def test_a_locked_shared_exact_table_fails_the_store_open_within_the_timeout(
+    make_cache: CacheFactory, tmp_path: Path, metrics: Metrics
+) -> None:
+    first = await make_cache(timeout=0.3)
+    second = await make_cache(timeout=0.3)
+    await first.store(chat("stored before the lock"), answer("kept"))
+    # Another process holding the write lock (a stuck sibling, a backup tool).
+    other = sqlite3.connect(tmp_path / "cache" / "exact.sqlite3", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with capture_json_logs() as logs:
+            started = time.monotonic()
+            await first.store(chat("stored under the lock"), answer("this worker only"))
+            elapsed = time.monotonic() - started
+        # Readers are not blocked by a writer (WAL): the sibling still hits what was shared.
+        assert await second.lookup(chat("stored before the lock")) is not None
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert elapsed < 2.0  # bounded by CACHE_TIMEOUT (0.3 s) as SQLite's busy timeout
+    (event,) = logs.events("cache_store_failed")
+    assert (event["tier"], event["error"]) == ("exact", "OperationalError")
+    assert lookups(metrics, "exact", "error") == 1
+    # This worker still serves it from its own table; the sibling does not have it.
+    assert await first.lookup(chat("stored under the lock")) is not None
+    assert await second.lookup(chat("stored under the lock")) is None
+
+
+async def test_an_unreadable_shared_exact_file_fails_open_and_is_retried(
+    make_cache: CacheFactory, tmp_path: Path
+) -> None:
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "exact.sqlite3").write_bytes(b"not a database " * 100)
+    with capture_json_logs() as logs:
+        cache = await make_cache(reopen_interval=0.01)
+    assert not cache.ready
+    assert logs.events("cache_open_failed")[0]["error"] == "DatabaseError"
+    request = chat("served from this worker's table")
+    await cache.store(request, answer("yes"))
+    assert await cache.lookup(request) is not None
+    (tmp_path / "cache" / "exact.sqlite3").unlink()
+    async with asyncio.timeout(5):
+        while not cache.ready:
+            await asyncio.sleep(0.01)
+    assert (await cache.health())["shared_entries"] == 0

@@ -232,16 +232,69 @@ async def test_storing_the_same_request_again_overwrites_its_point(
     assert hit.payload == answer("sun")
 
 
-async def test_two_caches_on_one_data_dir_get_their_own_worker_slots(
-    make_cache: CacheFactory, tmp_path: Path
+async def test_two_caches_on_one_data_dir_get_their_own_slots_and_share_the_exact_tier(
+    make_cache: CacheFactory, tmp_path: Path, metrics: Metrics
 ) -> None:
     first = await make_cache()
     second = await make_cache()
     assert (first.worker_slot, second.worker_slot) == (0, 1)
     assert (tmp_path / "qdrant" / "worker-0").is_dir()
     assert (tmp_path / "qdrant" / "worker-1").is_dir()
-    await first.store(chat("only in worker 0"), answer("w0"))
-    assert await second.lookup(chat("only in worker 0")) is None
+    await first.store(chat("stored by worker 0"), answer("w0"))
+    hit = await second.lookup(chat("stored by worker 0"))
+    assert hit is not None
+    assert (hit.tier, hit.payload) == ("exact", answer("w0"))
+    # The semantic tier stays per worker in local mode: a paraphrase is worker 0's alone.
+    assert await second.lookup(chat("stored by worker zero")) is None
+    paraphrase = await first.lookup(chat("stored by worker zero"))
+    assert paraphrase is not None and paraphrase.tier == "semantic"
+
+
+async def test_an_answer_scheduled_by_one_worker_is_shared_before_schedule_store_returns(
+    make_cache: CacheFactory,
+) -> None:
+    # The caller's response is written right after schedule_store; a repeat may reach the
+    # other worker before this worker's loop turns again.
+    first = await make_cache()
+    second = await make_cache()
+    first.schedule_store(chat("answered just now"), answer("fresh"))
+    hit = await second.lookup(chat("answered just now"))
+    assert hit is not None and hit.payload == answer("fresh")
+
+
+async def test_the_shared_exact_tier_keeps_scopes_models_and_params_apart(
+    make_cache: CacheFactory,
+) -> None:
+    first = await make_cache()
+    second = await make_cache()
+    await first.store(chat("Tell me a secret", scope="tenant-a"), answer("a's answer"))
+    assert await second.lookup(chat("Tell me a secret", scope="tenant-b")) is None
+    assert await second.lookup(chat("Tell me a secret", scope="tenant-a", model="other")) is None
+    assert await second.lookup(chat("Tell me a secret", scope="tenant-a", temperature=1)) is None
+    assert await second.lookup(chat("Tell me a secret", scope="tenant-a")) is not None
+
+
+async def test_a_shared_answer_expires_for_every_worker(
+    make_cache: CacheFactory, clock: FakeClock
+) -> None:
+    first = await make_cache(ttl_seconds=10)
+    second = await make_cache(ttl_seconds=10)
+    await first.store(chat("short lived"), answer("soon gone"))
+    clock.advance(11)
+    assert await second.lookup(chat("short lived")) is None
+
+
+async def test_the_shared_exact_tier_is_bounded_by_cache_max_entries(
+    make_cache: CacheFactory, clock: FakeClock
+) -> None:
+    first = await make_cache(max_entries=2)
+    second = await make_cache(max_entries=2)
+    for n in range(5):
+        await first.store(chat(f"question {n}"), answer(str(n)))
+        clock.advance(1)
+    assert (await second.health())["shared_entries"] == 2
+    assert await second.lookup(chat("question 2")) is None
+    assert await second.lookup(chat("question 4")) is not None
 
 
 async def test_health_reports_mode_collection_and_point_count(make_cache: CacheFactory) -> None:

@@ -43,7 +43,7 @@ def test_every_limit_violation_is_reported_at_once_with_fields() -> None:
         make_guard().check(request, user="alice", request_id="r1")
     fields = {problem["field"] for problem in caught.value.extra["fields"]}
     assert fields == {"model", "prompt", "max_tokens"}
-    assert caught.value.status_code == 422
+    assert caught.value.status_code == 400
     assert "101 characters; the limit is 100" in caught.value.message
 
 
