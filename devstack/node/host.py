@@ -70,6 +70,40 @@ def remove_node_address(layout: NodeLayout) -> None:
     run(["ip", "addr", "del", f"{layout.node_ip}/32", "dev", "lo"], check=False)
 
 
+EGRESS_CHAIN = "LGWNODE-EGRESS"
+
+
+def guard_pod_egress(layout: NodeLayout) -> None:
+    """Refuse any pod packet the host would forward anywhere but back onto the pods' bridge.
+
+    The CNI firewall plugin's FORWARD accept comes before kube-proxy's: a pod calling a Service
+    with no endpoints (LiteLLM scaled to 0) had its packet accepted and routed out of the
+    machine's default route instead of refused. Pods reach each other, Services with endpoints
+    (DNAT to a pod) and the node's own address (local delivery); nothing else.
+    """
+    run(["iptables", "-N", EGRESS_CHAIN], check=False)
+    run(["iptables", "-F", EGRESS_CHAIN])
+    outside = ["-s", layout.pod_cidr, "!", "-o", layout.bridge]
+    run(
+        [
+            "iptables",
+            "-A",
+            EGRESS_CHAIN,
+            *outside,
+            "-p",
+            "tcp",
+            "-j",
+            "REJECT",
+            "--reject-with",
+            "tcp-reset",
+        ]
+    )
+    run(["iptables", "-A", EGRESS_CHAIN, *outside, "-j", "REJECT"])
+    jump = ["FORWARD", "-j", EGRESS_CHAIN]
+    if subprocess.run(["iptables", "-C", *jump], capture_output=True, check=False).returncode != 0:  # noqa: S603, S607
+        run(["iptables", "-I", *jump[:1], "1", *jump[1:]])
+
+
 def unmount_under(*roots: Path) -> None:
     """Lazily unmount everything mounted below `roots` (pods' volumes, overlay snapshots, netns)."""
     prefixes = [str(root).rstrip("/") + "/" for root in roots]
@@ -95,11 +129,16 @@ def remove_links(layout: NodeLayout) -> None:
 
 
 def flush_node_chains() -> None:
-    """The iptables chains the node made: CNI's (masquerade, firewall), the kubelet's canaries and
-    whatever `kube-proxy --cleanup` left. Nothing else on a machine names its chains KUBE-/CNI-."""
+    """The iptables chains the node made: CNI's (masquerade, firewall), the kubelet's canaries,
+    the egress guard and whatever `kube-proxy --cleanup` left. Nothing else on a machine names
+    its chains KUBE-/CNI-/LGWNODE-."""
     for table in ("nat", "filter", "mangle"):
         listed = run(["iptables-save", "-t", table], check=False).splitlines()
-        chains = [line[1:].split()[0] for line in listed if line.startswith((":CNI-", ":KUBE-"))]
+        chains = [
+            line[1:].split()[0]
+            for line in listed
+            if line.startswith((":CNI-", ":KUBE-", f":{EGRESS_CHAIN}"))
+        ]
         # Jumps into them from the built-in chains first, then the chains themselves.
         jumps = [
             rule
