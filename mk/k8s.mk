@@ -108,5 +108,5 @@ test-cluster: install stack-venvs tools docker-engine cluster-build ## the chart
 
 .PHONY: cluster-dev
 cluster-dev: tools ## skaffold dev on the real local node: rebuild, load and redeploy on every change
-	PATH="$(abspath $(TOOLS)/bin):$$($(NODE) bin-dir):$$PATH" KUBECONFIG=$(NODE_KUBECONFIG) \
-	  skaffold dev -p node --port-forward
+	PATH="$$($(NODE) skaffold-path):$(abspath $(TOOLS)/bin):$$PATH" KUBECONFIG=$(NODE_KUBECONFIG) \
+	  skaffold dev -p node --port-forward --cache-artifacts=false

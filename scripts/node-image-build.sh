@@ -6,4 +6,9 @@ set -euo pipefail
 : "${IMAGE:?skaffold sets IMAGE}"
 cd "${BUILD_CONTEXT:-.}"
 docker build --build-arg BASE_IMAGE="${BASE_IMAGE:-llm-gateway-base:bookworm}" -t "$IMAGE" .
-"${NODE_PYTHON:-.venv/bin/python}" -m devstack.node load-images "$IMAGE"
+# skaffold deploys a local build as NAME:<image id> (a tag it makes after this script returns,
+# see its TagWithImageID): make that tag now so the node holds the reference the pods will use.
+id=$(docker image inspect --format '{{.Id}}' "$IMAGE")
+unique="${IMAGE%:*}:${id#sha256:}"
+docker tag "$IMAGE" "$unique"
+"${NODE_PYTHON:-.venv/bin/python}" -m devstack.node load-images "$IMAGE" "$unique"

@@ -25,9 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     load = commands.add_parser("load-images", help="import Docker images into the node")
     load.add_argument("tags", nargs="*", help="default: the chart's images (devstack.node.images)")
     commands.add_parser("kubeconfig", help="print the admin kubeconfig's path")
-    commands.add_parser(
-        "bin-dir", help="print the folder of the built programs (kubelet, skaffold...)"
-    )
+    commands.add_parser("bin-dir", help="print the folder of the built programs (kubelet...)")
+    commands.add_parser("skaffold-path", help="build skaffold and its Helm 3; print their folder")
     args = parser.parse_args(argv)
     layout = NodeLayout.from_env()
     try:
@@ -41,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(json.dumps(node.status(layout), indent=2) + "\n")
         elif args.command == "load-images":
             node.load_images(layout, args.tags or list(images.IMAGES))
+        elif args.command == "skaffold-path":
+            sys.stdout.write(f"{gobuild.skaffold_path()}\n")
         elif args.command == "bin-dir":
             sys.stdout.write(f"{gobuild.bin_dir()}\n")
         else:

@@ -157,6 +157,13 @@ def tools() -> dict[str, GoTool]:
                 ldflags=_CONTAINERD_LDFLAGS,
             ),
             GoTool(
+                "helm3",
+                "helm.sh/helm/v3",
+                versions.HELM3,
+                "./cmd/helm",
+                ldflags=f"-s -w -X helm.sh/helm/v3/internal/version.version={versions.HELM3}",
+            ),
+            GoTool(
                 "skaffold",
                 "github.com/GoogleContainerTools/skaffold/v2",
                 versions.SKAFFOLD,
@@ -332,3 +339,16 @@ def ensure(names: Sequence[str] | None = None) -> Path:
                 link.unlink()
             link.symlink_to(built)
     return bin_dir()
+
+
+def skaffold_path() -> Path:
+    """A folder to put first on PATH for skaffold: `skaffold`, and `helm` as Helm 3 (versions)."""
+    bins = ensure(["skaffold", "helm3"])
+    folder = cache_dir() / "skaffold-path"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, target in (("skaffold", bins / "skaffold"), ("helm", bins / "helm3")):
+        link = folder / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(target.resolve())
+    return folder

@@ -12,7 +12,9 @@ CRI_TOOLS = "v1.34.0"
 COREDNS = "v1.12.4"
 CONTAINERD = "v1.7.29"
 
-SKAFFOLD = "v2.16.1"
+SKAFFOLD = "v2.16.1"  # the newest skaffold the module proxy serves
+# skaffold 2.16 probes `helm version --client`, a flag Helm 4 dropped: it gets a Helm 3 of its own.
+HELM3 = "v3.21.4"
 
 
 def staging_version(kubernetes: str = KUBERNETES) -> str:
