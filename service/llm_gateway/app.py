@@ -182,7 +182,7 @@ def create_app(settings: Settings | None = None, overrides: AppOverrides | None 
             )
             yield
             shutdown_started = time.monotonic()
-            drain.begin("lifespan_shutdown")
+            drain.close("lifespan_shutdown")
         log.info("clients_closed")
         if telemetry is not None:
             flushed = telemetry.shutdown(settings.shutdown_flush_timeout)

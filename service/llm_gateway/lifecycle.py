@@ -6,8 +6,9 @@ waits (bounded) until every in-flight request and stream has finished. A request
 arrives during the drain comes down a connection opened before it (kube-proxy's rules pin an
 established keep-alive connection to its pod; the endpoint's removal only steers new ones): it
 is served, with Connection: close so that the client's next request opens a connection to a
-pod that is not leaving. Only once the drain is over (`closed`) is new work refused with 503 +
-Retry-After, and uvicorn closes its listeners and runs the lifespan shutdown.
+pod that is not leaving. When the drain is over uvicorn closes its listeners and connections and
+runs the lifespan shutdown, which `close()`s this controller: only from then on, as the clients
+close, is new work refused with 503 + Retry-After.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ class DrainController:
         if self._in_flight == 0:
             self._idle.set()
 
+    def close(self, reason: str) -> None:
+        """The worker is closing its clients (lifespan shutdown): refuse any new work from now."""
+        self.begin(reason)
+        self._closed = True
+
     def begin(self, reason: str) -> None:
         """Stop taking new work. Idempotent; safe to call from the event loop only."""
         if self._draining:
@@ -77,8 +83,6 @@ class DrainController:
                 extra={"timeout_seconds": timeout, "abandoned_in_flight": self._in_flight},
             )
             return False
-        finally:
-            self._closed = True
         log.info("in_flight_requests_drained", extra={"drain_seconds": self.elapsed()})
         return True
 

@@ -158,6 +158,7 @@ async def test_a_drain_serves_open_connections_with_close_then_refuses_new_work(
         live = await client.get("/livez")
         finished = await in_flight
         assert await drained is True
+        app.state.drain.close("lifespan_shutdown")
         refused = await client.get("/test/slow", params={"seconds": 0})
     assert during.status_code == 200
     assert during.headers["connection"] == "close"
