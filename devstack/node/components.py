@@ -204,27 +204,36 @@ def running_pid(layout: NodeLayout, name: str) -> int | None:
     return pid
 
 
+def _spawn_detached(argv: list[str], log_path: Path, env: dict[str, str]) -> int:
+    """Start `argv` in a session of its own, its output appended to `log_path`; its pid.
+
+    Through a shell that exits at once, so the component outlives this process (it is stopped by
+    pid, by `down`) and no Popen object is left to warn that its child still runs.
+    """
+    script = 'setsid "$@" >>"$LOG_PATH" 2>&1 </dev/null & echo $!'
+    started = subprocess.run(  # noqa: S603 - fixed script, argv passed as arguments
+        ["/bin/sh", "-c", script, "sh", *argv],
+        env={**env, "LOG_PATH": str(log_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(started.stdout.strip())
+
+
 def start(component: Component, layout: NodeLayout, bins: Path, env: dict[str, str]) -> None:
     if running_pid(layout, component.name) is not None:
         return
     layout.logs.mkdir(parents=True, exist_ok=True)
     layout.run.mkdir(parents=True, exist_ok=True)
     log_path = layout.logs / f"{component.name}.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(  # noqa: S603 - fixed argv
-            component.argv(layout, bins),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
-    _pid_file(layout, component.name).write_text(str(proc.pid))
+    pid = _spawn_detached(component.argv(layout, bins), log_path, env)
+    _pid_file(layout, component.name).write_text(str(pid))
     deadline = time.monotonic() + component.ready_timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if not _alive(pid):
             tail = log_path.read_text(errors="replace")[-3000:]
-            raise NodeError(f"{component.name} exited ({proc.returncode}); {log_path}:\n{tail}")
+            raise NodeError(f"{component.name} exited; {log_path}:\n{tail}")
         if component.ready(layout):
             return
         time.sleep(0.25)

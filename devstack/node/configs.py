@@ -75,8 +75,8 @@ state = "{root / "state"}"
 
 
 def cni_conflist(layout: NodeLayout) -> str:
-    """bridge + host-local for pod addresses, portmap for hostPorts, firewall so pod traffic
-    passes a FORWARD chain whose policy Docker may have set to DROP."""
+    """bridge + host-local for pod addresses, portmap for hostPorts. No `firewall` plugin: its
+    blanket accept of pod traffic sits above kube-proxy's rules (host.allow_pod_forwarding)."""
     return json.dumps(
         {
             "cniVersion": "1.0.0",
@@ -96,7 +96,6 @@ def cni_conflist(layout: NodeLayout) -> str:
                     },
                 },
                 {"type": "portmap", "capabilities": {"portMappings": True}},
-                {"type": "firewall"},
             ],
         },
         indent=2,

@@ -70,38 +70,27 @@ def remove_node_address(layout: NodeLayout) -> None:
     run(["ip", "addr", "del", f"{layout.node_ip}/32", "dev", "lo"], check=False)
 
 
-EGRESS_CHAIN = "LGWNODE-EGRESS"
+FORWARD_CHAIN = "LGWNODE-FORWARD"
 
 
-def guard_pod_egress(layout: NodeLayout) -> None:
-    """Refuse any pod packet the host would forward anywhere but back onto the pods' bridge.
+def allow_pod_forwarding(layout: NodeLayout) -> None:
+    """Pods may reach each other and Services with endpoints; nothing they send leaves the bridge.
 
-    The CNI firewall plugin's FORWARD accept comes before kube-proxy's: a pod calling a Service
-    with no endpoints (LiteLLM scaled to 0) had its packet accepted and routed out of the
-    machine's default route instead of refused. Pods reach each other, Services with endpoints
-    (DNAT to a pod) and the node's own address (local delivery); nothing else.
+    Appended to FORWARD, so after kube-proxy's chains (which refuse a Service without endpoints)
+    and after Docker's (whose policy may be DROP). The CNI firewall plugin, which this replaces,
+    accepted every packet from a pod above kube-proxy's rules: a pod calling a Service with no
+    endpoints (LiteLLM scaled to 0) had its packet routed out of the machine's default route and
+    something outside answered 404. The node's own address is local delivery, not FORWARD.
     """
-    run(["iptables", "-N", EGRESS_CHAIN], check=False)
-    run(["iptables", "-F", EGRESS_CHAIN])
-    outside = ["-s", layout.pod_cidr, "!", "-o", layout.bridge]
-    run(
-        [
-            "iptables",
-            "-A",
-            EGRESS_CHAIN,
-            *outside,
-            "-p",
-            "tcp",
-            "-j",
-            "REJECT",
-            "--reject-with",
-            "tcp-reset",
-        ]
-    )
-    run(["iptables", "-A", EGRESS_CHAIN, *outside, "-j", "REJECT"])
-    jump = ["FORWARD", "-j", EGRESS_CHAIN]
-    if subprocess.run(["iptables", "-C", *jump], capture_output=True, check=False).returncode != 0:  # noqa: S603, S607
-        run(["iptables", "-I", *jump[:1], "1", *jump[1:]])
+    run(["iptables", "-N", FORWARD_CHAIN], check=False)
+    run(["iptables", "-F", FORWARD_CHAIN])
+    run(["iptables", "-A", FORWARD_CHAIN, "-o", layout.bridge, "-j", "ACCEPT"])
+    leaving = ["-i", layout.bridge, "-j", "REJECT"]
+    run(["iptables", "-A", FORWARD_CHAIN, "-p", "tcp", *leaving, "--reject-with", "tcp-reset"])
+    run(["iptables", "-A", FORWARD_CHAIN, *leaving])
+    jump = ["FORWARD", "-j", FORWARD_CHAIN]
+    if subprocess.run(["iptables", "-C", *jump], capture_output=True, check=False).returncode:  # noqa: S603, S607
+        run(["iptables", "-A", *jump])
 
 
 def unmount_under(*roots: Path) -> None:
@@ -129,15 +118,15 @@ def remove_links(layout: NodeLayout) -> None:
 
 
 def flush_node_chains() -> None:
-    """The iptables chains the node made: CNI's (masquerade, firewall), the kubelet's canaries,
-    the egress guard and whatever `kube-proxy --cleanup` left. Nothing else on a machine names
+    """The iptables chains the node made: CNI's masquerade, the kubelet's canaries, the pods'
+    forwarding chain and whatever `kube-proxy --cleanup` left. Nothing else on a machine names
     its chains KUBE-/CNI-/LGWNODE-."""
     for table in ("nat", "filter", "mangle"):
         listed = run(["iptables-save", "-t", table], check=False).splitlines()
         chains = [
             line[1:].split()[0]
             for line in listed
-            if line.startswith((":CNI-", ":KUBE-", f":{EGRESS_CHAIN}"))
+            if line.startswith((":CNI-", ":KUBE-", f":{FORWARD_CHAIN}"))
         ]
         # Jumps into them from the built-in chains first, then the chains themselves.
         jumps = [

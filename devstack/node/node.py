@@ -121,7 +121,7 @@ def up(layout: NodeLayout) -> None:
     images = system_images.build()
     host.tune_kernel()
     host.add_node_address(layout)
-    host.guard_pod_egress(layout)
+    host.allow_pod_forwarding(layout)
     _write_pki_and_configs(layout)
     env = {
         **os.environ,
