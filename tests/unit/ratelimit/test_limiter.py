@@ -6,7 +6,9 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+from limits import parse_many
 from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from prometheus_client import Counter
 
@@ -68,24 +70,16 @@ async def test_callers_and_addresses_have_their_own_buckets(limiter: RateLimiter
 
 
 @pytest.mark.parametrize(
-    "storage",
+    "storage_uri",
     [
-        pytest.param(None, id="local-windows"),
-        pytest.param(MemoryStorage, id="limits-storage"),
+        pytest.param("memory://", id="local-windows"),
+        pytest.param("sqlite://", id="shared-file"),
     ],
 )
-async def test_a_refused_request_does_not_use_up_more_of_the_window(
-    storage: type[MemoryStorage] | None,
-) -> None:
+async def test_a_refused_request_does_not_use_up_more_of_the_window(storage_uri: str) -> None:
     now = [1_000.0]
     limiter = RateLimiter(
-        "memory://",
-        "3/minute",
-        "5/minute",
-        "2/minute",
-        None,
-        storage=storage() if storage is not None else None,
-        clock=lambda: now[0],
+        storage_uri, "3/minute", "5/minute", "2/minute", None, clock=lambda: now[0]
     )
     await limiter.open()
     try:
@@ -95,17 +89,29 @@ async def test_a_refused_request_does_not_use_up_more_of_the_window(
             now[0] += 1
             with pytest.raises(RateLimited):
                 await limiter.check_user("user:alice")
-        if storage is not None:
-            # limits' storage reads the wall clock: ask it how full the window is (7 if counted).
-            _, remaining = await limiter._strategy.get_window_stats(  # type: ignore[union-attr]
-                limiter._user[0], "user", "user:alice"
-            )
-            assert remaining == 0
-            return
         # Had the refusals (t=1001..1004) been counted, the window would still be shut at 1060.5.
         now[0] = 1_060.5
         status = await limiter.check_user("user:alice")
         assert status is not None and status.remaining == 2
+    finally:
+        await limiter.close()
+
+
+async def test_a_refused_request_is_not_counted_by_a_limits_storage() -> None:
+    storage = MemoryStorage()
+    limiter = RateLimiter("memory://", "3/minute", "5/minute", "2/minute", None, storage=storage)
+    await limiter.open()
+    try:
+        for _ in range(3):
+            await limiter.check_user("user:alice")
+        for _ in range(4):
+            with pytest.raises(RateLimited):
+                await limiter.check_user("user:alice")
+        # limits' storage reads the wall clock: ask it how full the window is (7 if counted).
+        window = await MovingWindowRateLimiter(storage).get_window_stats(
+            parse_many("3/minute")[0], "user", "user:alice"
+        )
+        assert window.remaining == 0
     finally:
         await limiter.close()
 
