@@ -32,6 +32,8 @@ from llm_gateway.ratelimit.shared_windows import SharedWindows
 from llm_gateway.settings import ConfigurationError, redact_url
 
 SHARED_FILE_NAME = "windows.sqlite3"
+_QUICK_RETRIES = 3
+_LOCK_BACKOFF_SECONDS = 0.0005
 _REDIS_SCHEMES = ("redis", "rediss", "redis+unix")
 
 
@@ -140,12 +142,16 @@ class SharedFileStore:
             raise RuntimeError("SharedFileStore.open() was not awaited before use")
         specs = [(item.key_for(*identity), item.amount, float(item.get_expiry())) for item in items]
         # A sibling worker holds the file for tens of microseconds: yield to the loop meanwhile
-        # (the limiter's timeout bounds the wait should the sibling be stopped).
+        # (the limiter's timeout bounds the wait should the sibling be stopped). After a few
+        # quick retries, sleep a little: on a busy node the holder may have been preempted,
+        # and spinning would take the very CPU it needs to finish.
+        attempts = 0
         while True:
             hits = windows.try_hit_all(specs)
             if hits is not None:
                 return hits
-            await asyncio.sleep(0)
+            attempts += 1
+            await asyncio.sleep(0 if attempts <= _QUICK_RETRIES else _LOCK_BACKOFF_SECONDS)
 
     async def check(self) -> bool:
         return self._windows is not None
