@@ -39,6 +39,7 @@ from llm_gateway.ratelimit.storage_health import FailureMode, StorageHealth
 from llm_gateway.ratelimit.stores import (
     LimitsStore,
     LocalStore,
+    Window,
     WindowStore,
     async_storage_uri,
     build_store,
@@ -178,39 +179,49 @@ class RateLimiter:
             raise CheckFailed("rate-limit store failing", details)
         return details
 
+    async def check_request(self, address: str, subject: str) -> LimitStatus | None:
+        """Both limits of an API request (per client address, then per caller) in one store call."""
+        return await self._check(
+            (("ip", self._ip, ("ip", address)), ("user", self._user, ("user", subject)))
+        )
+
     async def check_user(self, subject: str) -> LimitStatus | None:
-        return await self._check("user", self._user, ("user", subject))
+        return await self._check((("user", self._user, ("user", subject)),))
 
     async def check_ip(self, address: str) -> LimitStatus | None:
-        return await self._check("ip", self._ip, ("ip", address))
+        return await self._check((("ip", self._ip, ("ip", address)),))
 
     async def check_login(self, address: str, username: str) -> LimitStatus | None:
-        by_address = await self._check("login", self._login, ("login_ip", address))
         # casefold: "Admin" and "admin" are one target for a guesser whatever the store thinks.
-        by_user = await self._check("login", self._login, ("login_user", username.casefold()))
-        if by_address is None or by_user is None:
-            return by_address or by_user
-        return min(by_address, by_user, key=lambda status: status.remaining)
+        return await self._check(
+            (
+                ("login", self._login, ("login_ip", address)),
+                ("login", self._login, ("login_user", username.casefold())),
+            )
+        )
 
     async def _check(
-        self, scope: str, items: list[RateLimitItem], identity: tuple[str, str]
+        self, checks: tuple[tuple[str, list[RateLimitItem], tuple[str, str]], ...]
     ) -> LimitStatus | None:
-        """Count a hit against every item: the tightest status, or RateLimited at the first full."""
+        """Count a hit in every window of `checks` (scope, limits, identity), in order: the
+        tightest status, or RateLimited at the first full window (later ones are not counted)."""
         if not self.enabled:
             return None
         store = self._store
         if store is None or not self._opened:
             raise RuntimeError("RateLimiter.open() was not awaited before use")
+        scopes = [scope for scope, items, _ in checks for _item in items]
+        windows = [(item, identity) for _, items, identity in checks for item in items]
         if isinstance(store, LocalStore):
             # The per-process store answers synchronously: no await on the hot path.
-            hits = local_hits(store.windows, items, identity)
+            hits = local_hits(store.windows, windows)
         else:
-            external_hits = await self._external_hits(store, items, identity)
+            external_hits = await self._external_hits(store, windows)
             if external_hits is None:
                 return None
             hits = external_hits
         tightest: LimitStatus | None = None
-        for item, hit in zip(items, hits, strict=False):
+        for scope, (item, _), hit in zip(scopes, windows, hits, strict=False):
             if not hit.allowed:
                 self._refuse(scope, item, hit.reset_at)
             if tightest is None or hit.remaining < tightest.remaining:
@@ -218,7 +229,7 @@ class RateLimiter:
         return tightest
 
     async def _external_hits(
-        self, store: WindowStore, items: list[RateLimitItem], identity: tuple[str, str]
+        self, store: WindowStore, windows: list[Window]
     ) -> list[WindowHit] | None:
         """The store's answer; on failure None (fail open) or RateLimitUnavailable (closed)."""
         health = self._health
@@ -226,7 +237,7 @@ class RateLimiter:
             if not health.should_try():
                 raise _StoreSkipped
             async with asyncio.timeout(self._timeout):
-                hits = await store.hit_all(items, identity)
+                hits = await store.hit_all(windows)
         except (StorageError, sqlite3.Error, OSError, TimeoutError, _StoreSkipped) as exc:
             health.failed(exc)
             if health.mode == "closed":

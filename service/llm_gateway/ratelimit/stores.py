@@ -6,8 +6,10 @@
     sqlite:///path/file  the same in a file you name
     redis://...          limits' async Redis storage (redis-py): every pod shares the counts
 
-Each store counts the hits of one request's limits in order and stops at the first refusal;
-the limiter decides what a refusal or a failing store means for the request.
+Each store counts the hits of one request's windows (all its limits: per address and per caller,
+or per address and per username on login) in order, in one transaction where the store has
+them, and stops at the first refusal; the limiter decides what a refusal or a failing store
+means for the request.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from llm_gateway.ratelimit.shared_windows import SharedWindows
 from llm_gateway.settings import ConfigurationError, redact_url
 
 SHARED_FILE_NAME = "windows.sqlite3"
+# One window to count a hit in: a parsed limit and whose it is, e.g. (60/minute, ("ip", addr)).
+Window = tuple[RateLimitItem, tuple[str, str]]
 _QUICK_RETRIES = 3
 _LOCK_BACKOFF_SECONDS = 0.0005
 _REDIS_SCHEMES = ("redis", "rediss", "redis+unix")
@@ -45,9 +49,7 @@ class WindowStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def hit_all(
-        self, items: Sequence[RateLimitItem], identity: tuple[str, str]
-    ) -> list[WindowHit]: ...
+    async def hit_all(self, windows: Sequence[Window]) -> list[WindowHit]: ...
 
     async def check(self) -> bool: ...
 
@@ -85,21 +87,17 @@ class LocalStore:
     async def close(self) -> None:
         self.windows.clear()
 
-    async def hit_all(
-        self, items: Sequence[RateLimitItem], identity: tuple[str, str]
-    ) -> list[WindowHit]:
-        return local_hits(self.windows, items, identity)
+    async def hit_all(self, windows: Sequence[Window]) -> list[WindowHit]:
+        return local_hits(self.windows, windows)
 
     async def check(self) -> bool:
         return True
 
 
-def local_hits(
-    windows: LocalWindows, items: Sequence[RateLimitItem], identity: tuple[str, str]
-) -> list[WindowHit]:
+def local_hits(local: LocalWindows, windows: Sequence[Window]) -> list[WindowHit]:
     hits: list[WindowHit] = []
-    for item in items:
-        hit = windows.hit(item.key_for(*identity), item.amount, item.get_expiry())
+    for item, identity in windows:
+        hit = local.hit(item.key_for(*identity), item.amount, item.get_expiry())
         hits.append(hit)
         if not hit.allowed:
             break
@@ -134,20 +132,21 @@ class SharedFileStore:
             shutil.rmtree(self._private_dir, ignore_errors=True)
             self._private_dir = None
 
-    async def hit_all(
-        self, items: Sequence[RateLimitItem], identity: tuple[str, str]
-    ) -> list[WindowHit]:
-        windows = self._windows
-        if windows is None:
+    async def hit_all(self, windows: Sequence[Window]) -> list[WindowHit]:
+        shared = self._windows
+        if shared is None:
             raise RuntimeError("SharedFileStore.open() was not awaited before use")
-        specs = [(item.key_for(*identity), item.amount, float(item.get_expiry())) for item in items]
+        specs = [
+            (item.key_for(*identity), item.amount, float(item.get_expiry()))
+            for item, identity in windows
+        ]
         # A sibling worker holds the file for tens of microseconds: yield to the loop meanwhile
         # (the limiter's timeout bounds the wait should the sibling be stopped). After a few
         # quick retries, sleep a little: on a busy node the holder may have been preempted,
         # and spinning would take the very CPU it needs to finish.
         attempts = 0
         while True:
-            hits = windows.try_hit_all(specs)
+            hits = shared.try_hit_all(specs)
             if hits is not None:
                 return hits
             attempts += 1
@@ -183,11 +182,9 @@ class LimitsStore:
         if aclose is not None:
             await aclose()
 
-    async def hit_all(
-        self, items: Sequence[RateLimitItem], identity: tuple[str, str]
-    ) -> list[WindowHit]:
+    async def hit_all(self, windows: Sequence[Window]) -> list[WindowHit]:
         hits: list[WindowHit] = []
-        for item in items:
+        for item, identity in windows:
             allowed = await self._strategy.hit(item, *identity)
             reset_at, remaining = await self._strategy.get_window_stats(item, *identity)
             hits.append(WindowHit(allowed, remaining, reset_at))

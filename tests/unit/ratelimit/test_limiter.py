@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -12,10 +13,11 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from prometheus_client import Counter
 
-from llm_gateway.errors import RateLimited
+from llm_gateway.errors import RateLimited, RateLimitUnavailable
 from llm_gateway.observability.metrics import Metrics
 from llm_gateway.ratelimit.limiter import LimitStatus, RateLimiter, async_storage_uri
 from llm_gateway.settings import ConfigurationError
+from tests.support.logs import capture_json_logs
 
 
 def refused_count(metrics: Metrics, scope: str) -> float:
@@ -219,3 +221,81 @@ async def test_a_failing_store_fails_open(metrics: Metrics) -> None:
     finally:
         await limiter.close()
     assert refused_count(metrics, "user") == 0
+
+
+class CountingFailingStorage(FailingStorage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.down = True
+
+    async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        self.calls += 1
+        if self.down:
+            raise StorageError(ConnectionError("store unreachable"))
+        return await MemoryStorage.acquire_entry(self, key, limit, expiry, amount)
+
+
+def storage_up(metrics: Metrics) -> float:
+    return float(metrics.rate_limit_storage_up._value.get())
+
+
+def failures(metrics: Metrics, outcome: str) -> float:
+    return float(metrics.rate_limit_storage_failures.labels(outcome)._value.get())
+
+
+async def test_fail_closed_answers_503_with_retry_after_and_recovers(metrics: Metrics) -> None:
+    storage = CountingFailingStorage()
+    limiter = RateLimiter(
+        "redis://:secret-pw@redis:6379",
+        "5/minute",
+        "5/minute",
+        "5/minute",
+        metrics,
+        storage=storage,
+        failure_mode="closed",
+        storage_retry_seconds=0.01,
+    )
+    with capture_json_logs() as logs:
+        await limiter.open()
+        try:
+            for _ in range(3):
+                with pytest.raises(RateLimitUnavailable) as caught:
+                    await limiter.check_request("10.0.0.1", "user:u")
+                assert caught.value.status_code == 503
+                assert caught.value.response_headers()["Retry-After"] == "1"
+            assert storage_up(metrics) == 0
+            assert failures(metrics, "refused") == 3
+            storage.down = False
+            await asyncio.sleep(0.02)  # the next probe is due
+            status = await limiter.check_request("10.0.0.1", "user:u")
+            assert status is not None and status.remaining == 4
+            assert storage_up(metrics) == 1
+        finally:
+            await limiter.close()
+    failing = logs.events("rate_limit_storage_failing")
+    assert [(e["level"], e["failure_mode"]) for e in failing] == [("WARNING", "closed")]
+    assert [e["level"] for e in logs.events("rate_limit_storage_recovered")] == ["WARNING"]
+    assert "secret-pw" not in "".join(logs.raw_lines)
+
+
+async def test_while_the_store_is_down_one_request_per_interval_tries_it(metrics: Metrics) -> None:
+    storage = CountingFailingStorage()
+    limiter = RateLimiter(
+        "redis://redis:6379",
+        "5/minute",
+        "5/minute",
+        "5/minute",
+        metrics,
+        storage=storage,
+        storage_retry_seconds=3600,
+    )
+    await limiter.open()
+    try:
+        for _ in range(20):
+            assert await limiter.check_request("10.0.0.1", "user:u") is None  # fail open
+    finally:
+        await limiter.close()
+    # The first request met the failure; the next 19 did not wait for the store at all.
+    assert storage.calls == 1
+    assert failures(metrics, "allowed") == 20
