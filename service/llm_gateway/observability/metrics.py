@@ -137,8 +137,10 @@ class Metrics:
         """Each live worker's samples of a `live*` gauge: {pid: {first label value: value}}.
 
         Read from the multiprocess files, which hold every worker's value before /metrics merges
-        them (a dead worker's files are removed by gunicorn_conf.child_exit). Outside
-        multiprocess mode: this process's own samples.
+        them (a dead worker's files are removed by gunicorn_conf.child_exit). Every live worker
+        is listed, with {} when it has no sample of this gauge (each worker owns live gauge
+        files from its start: rate_limit_storage_up is set then). Outside multiprocess mode:
+        this process's own samples.
         """
         directory = multiprocess_dir()
         if not self.multiprocess or directory is None:
@@ -146,6 +148,7 @@ class Metrics:
         by_worker: dict[int, dict[str, float]] = {}
         for path in Path(directory).glob("gauge_live*_*.db"):
             pid = int(path.stem.rsplit("_", 1)[1])
+            samples = by_worker.setdefault(pid, {})
             try:
                 entries = list(MmapedDict.read_all_values_from_file(str(path)))  # type: ignore[no-untyped-call]
             except FileNotFoundError:  # the worker died between the glob and the read
@@ -153,7 +156,7 @@ class Metrics:
             for key, value, _timestamp, _pos in entries:
                 name, _sample, labels, _help = json.loads(key)
                 if name == metric_name and labels:
-                    by_worker.setdefault(pid, {})[str(next(iter(labels.values())))] = value
+                    samples[str(next(iter(labels.values())))] = value
         return by_worker
 
     def _own_gauge_samples(self, metric_name: str) -> dict[str, float]:
