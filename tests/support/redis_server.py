@@ -30,9 +30,12 @@ def redis_server_binary() -> str:
 
 
 class RedisServer:
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, *, password: str | None = None
+    ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
+        self.password = password
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._process: ManagedProcess | None = None
         self._starts = 0
@@ -48,12 +51,15 @@ class RedisServer:
             "--appendonly", "no",
             "--dir", str(self.workdir),
             "--daemonize", "no",
+            *(["--requirepass", self.password] if self.password else []),
         ]  # fmt: skip
         self._process = ManagedProcess(
             argv, log_path=self.workdir / f"redis-{self._starts}.log", env=dict(os.environ)
         )
         deadline = time.monotonic() + timeout
-        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        client = redis.Redis(
+            port=self.port, password=self.password, socket_timeout=1, socket_connect_timeout=1
+        )
         try:
             while True:
                 try:
@@ -84,7 +90,7 @@ class RedisServer:
             os.kill(self._process.pid, signal.SIGCONT)
 
     def keys(self, pattern: str = "*") -> list[bytes]:
-        client = redis.Redis(port=self.port, socket_timeout=2)
+        client = redis.Redis(port=self.port, password=self.password, socket_timeout=2)
         try:
             return list(client.keys(pattern))
         finally:
