@@ -1,5 +1,6 @@
 # Container image and the e2e suite that runs it under an emulated kubelet (brief G).
 IMAGE ?= llm-gateway:dev
+REDIS_IMAGE ?= llm-gateway-redis:dev
 BASE_IMAGE ?= python:3.12-slim
 OFFLINE_BASE_IMAGE ?= llm-gateway-base:bookworm
 IMAGE_VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
@@ -40,3 +41,7 @@ image-e2e: docker-engine
 .PHONY: test-e2e
 test-e2e: install image-e2e ## build the image and run the e2e suite (kubelet + endpoints emulation)
 	E2E_IMAGE=$(IMAGE) $(BIN)/pytest -m e2e tests/e2e $(PYTEST_ARGS)
+
+.PHONY: image-redis
+image-redis: ## build the chart's Redis image from Debian's redis-server on the offline base
+	REDIS_IMAGE=$(REDIS_IMAGE) OFFLINE_BASE_IMAGE=$(OFFLINE_BASE_IMAGE) scripts/docker/build-redis-image.sh

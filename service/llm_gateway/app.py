@@ -104,14 +104,7 @@ def create_app(settings: Settings | None = None, overrides: AppOverrides | None 
     )
     user_store = UserStore.from_settings(settings)
     authenticator = Authenticator(tokens, ApiKeyStore.from_file(settings.api_keys_file))
-    rate_limiter = RateLimiter(
-        settings.rate_limit_storage_uri,
-        settings.rate_limit_user,
-        settings.rate_limit_ip,
-        settings.rate_limit_login,
-        metrics,
-        enabled=settings.rate_limit_enabled,
-    )
+    rate_limiter = RateLimiter.from_settings(settings, metrics)
     security_monitor = SecurityMonitor()
     guard = PromptGuard(
         GuardLimits(
@@ -126,7 +119,15 @@ def create_app(settings: Settings | None = None, overrides: AppOverrides | None 
         metrics=metrics,
     )
     breakers = CircuitBreakerRegistry(
-        settings.breaker_failure_threshold, settings.breaker_recovery_seconds, metrics=metrics
+        settings.breaker_failure_threshold,
+        settings.breaker_recovery_seconds,
+        metrics=metrics,
+        # Every worker's circuits for /health/detailed, from the multiprocess metric files.
+        worker_states=(
+            (lambda: metrics.live_gauge_by_worker("circuit_breaker_state"))
+            if metrics is not None and metrics.multiprocess
+            else None
+        ),
     )
 
     @asynccontextmanager
@@ -165,6 +166,8 @@ def create_app(settings: Settings | None = None, overrides: AppOverrides | None 
                 "litellm": Check(upstream.health),
                 "circuit_breaker": Check(breakers.health_check, cacheable=False),
             }
+            if rate_limiter.enabled:
+                checks["rate_limit_storage"] = Check(rate_limiter.health, cacheable=False)
             if cache is not None:
                 checks["qdrant"] = Check(cache.health)
             if tracker is not None:

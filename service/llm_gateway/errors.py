@@ -25,6 +25,7 @@ middleware that answer early) turns them into the one error body shape::
     │   ├── CircuitOpen                   503  + Retry-After
     │   └── StreamInterrupted             (in-band SSE error; headers already sent)
     ├── DependencyUnavailable             503  a required local dependency is down
+    │   └── RateLimitUnavailable          503  + Retry-After: limit store down, failing closed
     └── ServiceDraining                   503  + Retry-After, Connection: close (drain over)
 """
 
@@ -170,6 +171,13 @@ class StreamInterrupted(UpstreamError):
 class DependencyUnavailable(GatewayError):
     status_code = 503
     default_message = "A dependency the gateway needs is unavailable"
+
+
+class RateLimitUnavailable(DependencyUnavailable):
+    default_message = (
+        "The rate-limit store is unavailable and the gateway is configured to refuse requests "
+        "it cannot count (RATE_LIMIT_STORAGE_FAILURE=closed)"
+    )
 
 
 class ServiceDraining(GatewayError):

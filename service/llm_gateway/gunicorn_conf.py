@@ -25,6 +25,7 @@ _metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 from llm_gateway.observability.logging import configure_logging, logging_config  # noqa: E402
 from llm_gateway.preflight import check_runtime_configuration  # noqa: E402
+from llm_gateway.ratelimit.stores import SHARED_FILE_NAME  # noqa: E402
 from llm_gateway.settings import (  # noqa: E402
     ConfigurationError,
     development_secret,
@@ -45,6 +46,15 @@ except ConfigurationError as _error:
 _dev_secret_generated = _settings.jwt_secret_key is None
 if _dev_secret_generated:
     os.environ["JWT_SECRET_KEY"] = development_secret()
+    _settings = load_settings()
+
+# The default rate-limit store is one SQLite file shared by this master's workers. The master
+# makes its directory (never opens the file: SQLite handles must not cross a fork) and hands the
+# path to the workers through the environment, as the development key above; on_exit removes it.
+_ratelimit_dir: Path | None = None
+if _settings.rate_limit_enabled and _settings.rate_limit_storage_uri == "sqlite://":
+    _ratelimit_dir = Path(tempfile.mkdtemp(prefix="llm-gateway-ratelimit-"))
+    os.environ["RATE_LIMIT_STORAGE_URI"] = f"sqlite://{_ratelimit_dir / SHARED_FILE_NAME}"
     _settings = load_settings()
 
 
@@ -116,3 +126,5 @@ def on_exit(server: Any) -> None:
     _log.info("gunicorn_stopped")
     if _metrics_dir.name.startswith("llm-gateway-metrics-"):
         shutil.rmtree(_metrics_dir, ignore_errors=True)
+    if _ratelimit_dir is not None:
+        shutil.rmtree(_ratelimit_dir, ignore_errors=True)

@@ -280,9 +280,30 @@ class Settings(BaseSettings):
         "5/minute", description="Login attempts per client address and per username."
     )
     rate_limit_storage_uri: str = Field(
-        "memory://",
-        description="`limits` storage URI. memory:// counts per worker process (N workers x "
-        "M pods multiply the effective limit); use redis://... to share.",
+        "sqlite://",
+        description="Where windows are counted. sqlite:// (default): one file shared by every "
+        "worker of this server (exact per pod, no server to run); sqlite:///path: the same in a "
+        "file you name; redis://[user:password@]host:port/db: shared by every pod; memory://: "
+        "per worker process (workers x pods multiply the effective limit).",
+    )
+    rate_limit_storage_password: SecretStr | None = Field(
+        None,
+        description="Password for a redis:// store whose URL carries none (kept out of the URL "
+        "so the URL can sit in a ConfigMap).",
+    )
+    rate_limit_storage_failure: Literal["open", "closed"] = Field(
+        "open",
+        description="When the store fails or is slow: `open` serves requests unlimited "
+        "(rate_limit_storage_up=0, one WARNING per change), `closed` refuses them with 503.",
+    )
+    rate_limit_storage_timeout: float = Field(
+        0.25, gt=0, description="Longest one rate-limit check may wait for its store, seconds."
+    )
+    rate_limit_storage_retry_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="While the store is failing, one request per this many seconds tries it; "
+        "the others get the failure behaviour at once.",
     )
 
     # --- cache -------------------------------------------------------------------------------

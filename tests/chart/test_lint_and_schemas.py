@@ -95,7 +95,7 @@ def _strict_validator(version: str, api_version: str, kind: str) -> jsonschema.V
     return jsonschema.validators.Draft202012Validator(schema, registry=registry)
 
 
-@pytest.mark.parametrize("subchart", ["litellm", "qdrant", "mlflow"])
+@pytest.mark.parametrize("subchart", ["litellm", "qdrant", "mlflow", "redis"])
 def test_each_subchart_lints_strictly_on_its_own(subchart: str) -> None:
     result = run_helm("lint", "--strict", f"charts/{subchart}")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -133,6 +133,23 @@ def test_cached_validation_agrees_with_kubernetes_validate(version: str) -> None
 def test_every_rendered_object_validates_strictly(values: tuple[Path, ...], version: str) -> None:
     manifests = render(*values, kube_version=version)
     assert len(manifests.documents) >= 8
+    assert _validate_all(manifests.documents, version) == []
+
+
+@pytest.mark.parametrize(
+    "version", [pytest.param(OLDEST, id="oldest"), pytest.param(NEWEST, id="newest")]
+)
+def test_the_optional_redis_validates_strictly(version: str) -> None:
+    # Off in every values file above: rendered here with a password, so its Secret, the
+    # $(REDIS_PASSWORD) argument and the gateway's secretKeyRef are validated too.
+    manifests = render(
+        KIND_VALUES, sets=("redis.enabled=true", "redis.password=pw"), kube_version=version
+    )
+    assert {d["kind"] for d in manifests.documents if d["metadata"]["name"].endswith("-redis")} == {
+        "Deployment",
+        "Service",
+        "Secret",
+    }
     assert _validate_all(manifests.documents, version) == []
 
 

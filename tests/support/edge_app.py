@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from fastapi import FastAPI, Request
 from opentelemetry.sdk.trace import SpanProcessor
 
+from llm_gateway.api.deps import LimitedPrincipal
 from llm_gateway.app import AppOverrides, create_app
 from llm_gateway.settings import Settings
 
@@ -21,6 +23,12 @@ def edge_app(settings: Settings, span_processors: tuple[SpanProcessor, ...] = ()
         app.state.echo_calls += 1
         body = await request.body()
         return {"received": len(body)}
+
+    @app.get("/test/limited")
+    async def limited(principal: LimitedPrincipal) -> dict[str, Any]:
+        # The LLM routes' own dependency (auth, then the per-IP and per-caller limits), without
+        # an upstream behind it; the pid tells which worker answered.
+        return {"pid": os.getpid(), "subject": principal.subject}
 
     @app.get("/test/slow")
     async def slow(seconds: float) -> dict[str, float]:

@@ -24,9 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class FakeUpstreamProcess(ManagedProcess):
-    def __init__(
-        self, port: int, log_path: Path, argv: list[str], host: str = "127.0.0.1"
-    ) -> None:
+    def __init__(self, port: int, log_path: Path, argv: list[str], host: str = "127.0.0.1") -> None:
         super().__init__(argv, log_path=log_path, cwd=REPO_ROOT)
         self.port = port
         self.base_url = f"http://{host}:{port}"

@@ -63,6 +63,9 @@ Subchart service names: each subchart names its objects "<release>-<chart>" (see
 {{- define "llm-gateway.mlflowName" -}}
 {{- printf "%s-mlflow" .Release.Name | trunc 63 | trimSuffix "-" }}
 {{- end }}
+{{- define "llm-gateway.redisName" -}}
+{{- printf "%s-redis" .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
 
 {{/*
 Where the gateway finds its dependencies: the subchart's Service when enabled, else external.
@@ -88,6 +91,28 @@ Where the gateway finds its dependencies: the subchart's Service when enabled, e
 {{- printf "http://%s:%d" (include "llm-gateway.mlflowName" .) (int .Values.mlflow.service.port) }}
 {{- else }}
 {{- .Values.external.mlflowTrackingUri }}
+{{- end }}
+{{- end }}
+
+{{/*
+Rate-limit store: the redis subchart's Service when enabled (its password, if any, reaches the
+gateway as RATE_LIMIT_STORAGE_PASSWORD), else an external Redis URL from a Secret
+(external.rateLimitStorage), else nothing: the service's embedded store, shared by the workers
+of each pod (the limit is then per pod).
+*/}}
+{{- define "llm-gateway.redisUrl" -}}
+{{- if .Values.redis.enabled }}
+{{- printf "redis://%s:%d/0" (include "llm-gateway.redisName" .) (int .Values.redis.service.port) }}
+{{- end }}
+{{- end }}
+
+{{- define "llm-gateway.redisPasswordFromSubchart" -}}
+{{- if and .Values.redis.enabled (or .Values.redis.password .Values.redis.existingSecret) }}true{{ end }}
+{{- end }}
+
+{{- define "llm-gateway.validateRateLimitStorage" -}}
+{{- if and .Values.redis.enabled .Values.external.rateLimitStorage.existingSecret }}
+{{- fail "llm-gateway: redis.enabled=true and external.rateLimitStorage.existingSecret both name a rate-limit store; choose one." }}
 {{- end }}
 {{- end }}
 

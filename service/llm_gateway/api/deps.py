@@ -62,11 +62,9 @@ async def get_limited_principal(request: Request, response: Response) -> Princip
     limiter: RateLimiter = request.app.state.rate_limiter
     if not limiter.enabled:
         return principal
-    ip_status = await limiter.check_ip(await client_address(request))
-    user_status = await limiter.check_user(principal.limit_key)
-    statuses = [status for status in (ip_status, user_status) if status is not None]
-    if statuses:
-        tightest = min(statuses, key=lambda status: status.remaining)
+    # Per address, then per caller: one call, so a shared store is asked once per request.
+    tightest = await limiter.check_request(await client_address(request), principal.limit_key)
+    if tightest is not None:
         # Routes that return their own Response (streams) copy these from request.state.
         request.state.rate_limit = tightest
         response.headers.update(tightest.headers())

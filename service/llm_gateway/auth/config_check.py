@@ -41,15 +41,6 @@ def check_auth_configuration(settings: Settings) -> None:
                 settings.jwt_expires_seconds,
             )
         )
-    attempt(
-        lambda: RateLimiter(
-            settings.rate_limit_storage_uri,
-            settings.rate_limit_user,
-            settings.rate_limit_ip,
-            settings.rate_limit_login,
-            None,
-            enabled=settings.rate_limit_enabled,
-        )
-    )
+    attempt(lambda: RateLimiter.from_settings(settings, None))
     if problems:
         raise ConfigurationError(problems)

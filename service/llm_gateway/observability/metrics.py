@@ -9,7 +9,9 @@ so tests can build many apps in one process.
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -20,6 +22,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
+from prometheus_client.mmap_dict import MmapedDict
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 BREAKER_STATE_VALUE = {"closed": 0, "half_open": 1, "open": 2}
@@ -97,6 +100,19 @@ class Metrics:
             ["scope"],
             registry=r,
         )
+        self.rate_limit_storage_up = Gauge(
+            "rate_limit_storage_up",
+            "1 while the rate-limit store answers, 0 while it fails (worst worker).",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.rate_limit_storage_failures = Counter(
+            "rate_limit_storage_failures_total",
+            "Requests that met a failing rate-limit store, by what they got "
+            "(allowed: fail open, refused: fail closed).",
+            ["outcome"],
+            registry=r,
+        )
         self.llm_tokens = Counter(
             "llm_tokens_total",
             "Tokens reported by the upstream, by model that answered and kind.",
@@ -116,3 +132,39 @@ class Metrics:
             prometheus_multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
             return generate_latest(merged), CONTENT_TYPE_LATEST
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def live_gauge_by_worker(self, metric_name: str) -> dict[int, dict[str, float]]:
+        """Each live worker's samples of a `live*` gauge: {pid: {first label value: value}}.
+
+        Read from the multiprocess files, which hold every worker's value before /metrics merges
+        them (a dead worker's files are removed by gunicorn_conf.child_exit). Every live worker
+        is listed, with {} when it has no sample of this gauge (each worker owns live gauge
+        files from its start: rate_limit_storage_up is set then). Outside multiprocess mode:
+        this process's own samples.
+        """
+        directory = multiprocess_dir()
+        if not self.multiprocess or directory is None:
+            return {os.getpid(): self._own_gauge_samples(metric_name)}
+        by_worker: dict[int, dict[str, float]] = {}
+        for path in Path(directory).glob("gauge_live*_*.db"):
+            pid = int(path.stem.rsplit("_", 1)[1])
+            samples = by_worker.setdefault(pid, {})
+            try:
+                entries = list(MmapedDict.read_all_values_from_file(str(path)))  # type: ignore[no-untyped-call]
+            except FileNotFoundError:  # the worker died between the glob and the read
+                continue
+            for key, value, _timestamp, _pos in entries:
+                name, _sample, labels, _help = json.loads(key)
+                if name == metric_name and labels:
+                    samples[str(next(iter(labels.values())))] = value
+        return by_worker
+
+    def _own_gauge_samples(self, metric_name: str) -> dict[str, float]:
+        samples: dict[str, float] = {}
+        for metric in self.registry.collect():
+            if metric.name != metric_name:
+                continue
+            for sample in metric.samples:
+                if sample.labels:
+                    samples[str(next(iter(sample.labels.values())))] = sample.value
+        return samples

@@ -22,16 +22,19 @@ Breaker state is per worker process: each gunicorn worker (and each pod) learns 
 on its own, after `failure_threshold` failures of its own, and probes on its own. That is
 acceptable because the cost is bounded and small (workers x pods x threshold extra failed
 attempts per outage, each bounded by the request timeout), while sharing the state would put a
-network store on the hot path of every upstream call, and that store can fail too. The lead
-reads each worker's state in /health/detailed and the `circuit_breaker_state` gauge (worst worker).
+network store on the hot path of every upstream call, and that store can fail too. Every
+worker's state is still visible: each publishes it to the `circuit_breaker_state` gauge, whose
+multiprocess files hold one value per worker, and /health/detailed reads them all (the
+`/metrics` gauge shows the worst worker).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -52,6 +55,12 @@ log = logging.getLogger(__name__)
 
 State = Literal["closed", "open", "half_open"]
 Verdict = Literal["success", "failure", "neutral"]
+_STATE_BY_VALUE: dict[float, State] = {
+    float(value): state  # type: ignore[misc]
+    for state, value in BREAKER_STATE_VALUE.items()
+}
+# {worker pid: {model: gauge value}}, e.g. Metrics.live_gauge_by_worker("circuit_breaker_state").
+WorkerStates = Callable[[], Mapping[int, Mapping[str, float]]]
 
 
 def attempt_verdict(exc: BaseException | None) -> Verdict:
@@ -87,7 +96,9 @@ class CircuitBreakerRegistry:
         recovery_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
+        worker_states: WorkerStates | None = None,
     ) -> None:
+        """`worker_states` reads every worker's published states; None: this process only."""
         if failure_threshold < 1 or recovery_seconds <= 0:
             raise ValueError("failure_threshold must be >= 1 and recovery_seconds > 0")
         self.failure_threshold = failure_threshold
@@ -95,6 +106,7 @@ class CircuitBreakerRegistry:
         self._clock = clock
         self._metrics = metrics
         self._breakers: dict[str, _Breaker] = {}
+        self._worker_states = worker_states
 
     @contextmanager
     def guard(self, model: str) -> Iterator[None]:
@@ -132,19 +144,36 @@ class CircuitBreakerRegistry:
             for model, breaker in sorted(self._breakers.items())
         }
 
+    def states_by_worker(self) -> dict[str, dict[str, State]]:
+        """{pid: {model: state}} for every live worker (this one always included)."""
+        me = os.getpid()
+        workers: dict[str, dict[str, State]] = {}
+        if self._worker_states is not None:
+            for pid, values in self._worker_states().items():
+                workers[str(pid)] = {
+                    model: _STATE_BY_VALUE.get(float(value), "open")
+                    for model, value in sorted(values.items())
+                }
+        # This worker's own view is never stale, whatever the files say.
+        workers[str(me)] = {model: b.state for model, b in sorted(self._breakers.items())}
+        return dict(sorted(workers.items()))
+
     async def health_check(self) -> dict[str, Any]:
         """For /health/detailed (`Check(breakers.health_check, cacheable=False)`).
 
-        Down while any model's circuit is open or half-open; the details list every circuit
-        this worker knows (only models that have failed at least once appear).
+        Down while any worker has a model's circuit open or half-open. `circuits` details this
+        worker's (`answered_by`); `workers` lists every worker's states (only models that have
+        failed at least once in a worker appear for it).
         """
         circuits = self.snapshot()
-        tripped = sorted(m for m, c in circuits.items() if c["state"] != "closed")
+        workers = self.states_by_worker()
+        details = {"answered_by": str(os.getpid()), "circuits": circuits, "workers": workers}
+        tripped = sorted(
+            {m for states in workers.values() for m, state in states.items() if state != "closed"}
+        )
         if tripped:
-            raise CheckFailed(
-                f"circuit open for model(s): {', '.join(tripped)}", {"circuits": circuits}
-            )
-        return {"circuits": circuits}
+            raise CheckFailed(f"circuit open for model(s): {', '.join(tripped)}", details)
+        return details
 
     # --- transitions ------------------------------------------------------------------------
 

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
 import pytest
+from limits import parse_many
 from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from prometheus_client import Counter
 
-from llm_gateway.errors import RateLimited
+from llm_gateway.errors import RateLimited, RateLimitUnavailable
 from llm_gateway.observability.metrics import Metrics
 from llm_gateway.ratelimit.limiter import LimitStatus, RateLimiter, async_storage_uri
 from llm_gateway.settings import ConfigurationError
+from tests.support.logs import capture_json_logs
 
 
 def refused_count(metrics: Metrics, scope: str) -> float:
@@ -68,24 +72,16 @@ async def test_callers_and_addresses_have_their_own_buckets(limiter: RateLimiter
 
 
 @pytest.mark.parametrize(
-    "storage",
+    "storage_uri",
     [
-        pytest.param(None, id="local-windows"),
-        pytest.param(MemoryStorage, id="limits-storage"),
+        pytest.param("memory://", id="local-windows"),
+        pytest.param("sqlite://", id="shared-file"),
     ],
 )
-async def test_a_refused_request_does_not_use_up_more_of_the_window(
-    storage: type[MemoryStorage] | None,
-) -> None:
+async def test_a_refused_request_does_not_use_up_more_of_the_window(storage_uri: str) -> None:
     now = [1_000.0]
     limiter = RateLimiter(
-        "memory://",
-        "3/minute",
-        "5/minute",
-        "2/minute",
-        None,
-        storage=storage() if storage is not None else None,
-        clock=lambda: now[0],
+        storage_uri, "3/minute", "5/minute", "2/minute", None, clock=lambda: now[0]
     )
     await limiter.open()
     try:
@@ -95,17 +91,29 @@ async def test_a_refused_request_does_not_use_up_more_of_the_window(
             now[0] += 1
             with pytest.raises(RateLimited):
                 await limiter.check_user("user:alice")
-        if storage is not None:
-            # limits' storage reads the wall clock: ask it how full the window is (7 if counted).
-            _, remaining = await limiter._strategy.get_window_stats(  # type: ignore[union-attr]
-                limiter._user[0], "user", "user:alice"
-            )
-            assert remaining == 0
-            return
         # Had the refusals (t=1001..1004) been counted, the window would still be shut at 1060.5.
         now[0] = 1_060.5
         status = await limiter.check_user("user:alice")
         assert status is not None and status.remaining == 2
+    finally:
+        await limiter.close()
+
+
+async def test_a_refused_request_is_not_counted_by_a_limits_storage() -> None:
+    storage = MemoryStorage()
+    limiter = RateLimiter("memory://", "3/minute", "5/minute", "2/minute", None, storage=storage)
+    await limiter.open()
+    try:
+        for _ in range(3):
+            await limiter.check_user("user:alice")
+        for _ in range(4):
+            with pytest.raises(RateLimited):
+                await limiter.check_user("user:alice")
+        # limits' storage reads the wall clock: ask it how full the window is (7 if counted).
+        window = await MovingWindowRateLimiter(storage).get_window_stats(
+            parse_many("3/minute")[0], "user", "user:alice"
+        )
+        assert window.remaining == 0
     finally:
         await limiter.close()
 
@@ -213,3 +221,81 @@ async def test_a_failing_store_fails_open(metrics: Metrics) -> None:
     finally:
         await limiter.close()
     assert refused_count(metrics, "user") == 0
+
+
+class CountingFailingStorage(FailingStorage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self.down = True
+
+    async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        self.calls += 1
+        if self.down:
+            raise StorageError(ConnectionError("store unreachable"))
+        return await MemoryStorage.acquire_entry(self, key, limit, expiry, amount)
+
+
+def storage_up(metrics: Metrics) -> float:
+    return float(metrics.rate_limit_storage_up._value.get())
+
+
+def failures(metrics: Metrics, outcome: str) -> float:
+    return float(metrics.rate_limit_storage_failures.labels(outcome)._value.get())
+
+
+async def test_fail_closed_answers_503_with_retry_after_and_recovers(metrics: Metrics) -> None:
+    storage = CountingFailingStorage()
+    limiter = RateLimiter(
+        "redis://:secret-pw@redis:6379",
+        "5/minute",
+        "5/minute",
+        "5/minute",
+        metrics,
+        storage=storage,
+        failure_mode="closed",
+        storage_retry_seconds=0.01,
+    )
+    with capture_json_logs() as logs:
+        await limiter.open()
+        try:
+            for _ in range(3):
+                with pytest.raises(RateLimitUnavailable) as caught:
+                    await limiter.check_request("10.0.0.1", "user:u")
+                assert caught.value.status_code == 503
+                assert caught.value.response_headers()["Retry-After"] == "1"
+            assert storage_up(metrics) == 0
+            assert failures(metrics, "refused") == 3
+            storage.down = False
+            await asyncio.sleep(0.02)  # the next probe is due
+            status = await limiter.check_request("10.0.0.1", "user:u")
+            assert status is not None and status.remaining == 4
+            assert storage_up(metrics) == 1
+        finally:
+            await limiter.close()
+    failing = logs.events("rate_limit_storage_failing")
+    assert [(e["level"], e["failure_mode"]) for e in failing] == [("WARNING", "closed")]
+    assert [e["level"] for e in logs.events("rate_limit_storage_recovered")] == ["WARNING"]
+    assert "secret-pw" not in "".join(logs.raw_lines)
+
+
+async def test_while_the_store_is_down_one_request_per_interval_tries_it(metrics: Metrics) -> None:
+    storage = CountingFailingStorage()
+    limiter = RateLimiter(
+        "redis://redis:6379",
+        "5/minute",
+        "5/minute",
+        "5/minute",
+        metrics,
+        storage=storage,
+        storage_retry_seconds=3600,
+    )
+    await limiter.open()
+    try:
+        for _ in range(20):
+            assert await limiter.check_request("10.0.0.1", "user:u") is None  # fail open
+    finally:
+        await limiter.close()
+    # The first request met the failure; the next 19 did not wait for the store at all.
+    assert storage.calls == 1
+    assert failures(metrics, "allowed") == 20

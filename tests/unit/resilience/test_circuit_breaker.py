@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
@@ -236,7 +237,12 @@ async def test_health_check_is_down_while_a_circuit_is_open() -> None:
 
     clock = FakeClock()
     breakers = registry(clock)
-    assert await breakers.health_check() == {"circuits": {}}
+    me = str(os.getpid())
+    assert await breakers.health_check() == {
+        "answered_by": me,
+        "circuits": {},
+        "workers": {me: {}},
+    }
     open_circuit(breakers)
     with pytest.raises(CheckFailed, match=f"circuit open for model\\(s\\): {MODEL}") as raised:
         await breakers.health_check()
@@ -244,3 +250,28 @@ async def test_health_check_is_down_while_a_circuit_is_open() -> None:
     clock.advance(30)
     succeed(breakers)
     assert (await breakers.health_check())["circuits"][MODEL]["state"] == "closed"
+
+
+async def test_health_check_shows_every_workers_circuits_and_is_down_when_any_is_open() -> None:
+    from llm_gateway.health import CheckFailed
+
+    # What the multiprocess gauge files say (Metrics.live_gauge_by_worker): a sibling worker
+    # 4242 has MODEL open, another has it half-open; this worker has never seen it fail.
+    published = {4242: {MODEL: 2.0, "other-model": 0.0}, 4343: {MODEL: 1.0}}
+    breakers = CircuitBreakerRegistry(
+        failure_threshold=5, recovery_seconds=30, clock=FakeClock(), worker_states=lambda: published
+    )
+    with pytest.raises(CheckFailed, match=f"circuit open for model\\(s\\): {MODEL}") as raised:
+        await breakers.health_check()
+    details = raised.value.details
+    me = str(os.getpid())
+    assert details["answered_by"] == me
+    assert details["circuits"] == {}
+    assert details["workers"] == {
+        "4242": {MODEL: "open", "other-model": "closed"},
+        "4343": {MODEL: "half_open"},
+        me: {},
+    }
+
+    published.clear()
+    assert (await breakers.health_check())["workers"] == {me: {}}
