@@ -299,6 +299,12 @@ def build_tool(tool: GoTool, log: Path) -> Path:
     return target
 
 
+def _link(link: Path, target: Path) -> None:
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(target)
+
+
 # What `up` needs; skaffold is built only for the dev loop (`build skaffold`).
 NODE_PROGRAMS = (
     "kube",
@@ -334,10 +340,7 @@ def ensure(names: Sequence[str] | None = None) -> Path:
                 print(f"node: built {name} in {elapsed:.0f} s", flush=True)  # noqa: T201
         bin_dir().mkdir(parents=True, exist_ok=True)
         for name, built in links.items():
-            link = bin_dir() / name
-            if link.is_symlink() or link.exists():
-                link.unlink()
-            link.symlink_to(built)
+            _link(bin_dir() / name, built)
     return bin_dir()
 
 
@@ -347,8 +350,5 @@ def skaffold_path() -> Path:
     folder = cache_dir() / "skaffold-path"
     folder.mkdir(parents=True, exist_ok=True)
     for name, target in (("skaffold", bins / "skaffold"), ("helm", bins / "helm3")):
-        link = folder / name
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(target.resolve())
+        _link(folder / name, target.resolve())
     return folder

@@ -4,7 +4,6 @@ address, and the cleanup of what the node left in the kernel (mounts, links, ipt
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import shutil
@@ -107,8 +106,7 @@ def unmount_under(*roots: Path) -> None:
 
 
 def remove_links(layout: NodeLayout) -> None:
-    with contextlib.suppress(NodeError):
-        run(["ip", "link", "del", layout.bridge], check=False)
+    run(["ip", "link", "del", layout.bridge], check=False)
     # veths of pods whose network was not torn down by the runtime (a killed node).
     for line in run(["ip", "-o", "link", "show", "type", "veth"], check=False).splitlines():
         fields = line.split(": ")

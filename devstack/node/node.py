@@ -46,7 +46,7 @@ def _write_pki_and_configs(layout: NodeLayout) -> None:
     ca = pki.CertificateAuthority(layout.pki)
     ca.issue(
         "apiserver",
-        pki._name("kube-apiserver"),
+        pki.subject_name("kube-apiserver"),
         server_names=(
             "kubernetes",
             "kubernetes.default",
@@ -59,7 +59,7 @@ def _write_pki_and_configs(layout: NodeLayout) -> None:
     )
     ca.issue(
         "kubelet-serving",
-        pki._name(f"system:node:{layout.name}", "system:nodes"),
+        pki.subject_name(f"system:node:{layout.name}", "system:nodes"),
         server_names=(layout.name, "localhost"),
         server_ips=("127.0.0.1", layout.node_ip),
     )
@@ -167,8 +167,7 @@ def down(layout: NodeLayout, purge: bool = False) -> None:
     if running_pid(layout, "containerd") is not None and (bins / "crictl").exists():
         endpoint = f"unix://{layout.containerd_socket}"
         crictl = [str(bins / "crictl"), f"--runtime-endpoint={endpoint}", "--timeout=30s"]
-        run([*crictl, "stopp", *_pod_ids(crictl)], check=False)
-        run([*crictl, "rmp", "--force", "--all"], check=False)
+        run([*crictl, "rmp", "--force", "--all"], check=False)  # stops running sandboxes too
     for component in reversed(COMPONENTS):
         stop(component.name, layout)
     _kill_orphan_shims(layout)
@@ -180,10 +179,6 @@ def down(layout: NodeLayout, purge: bool = False) -> None:
     host.remove_node_address(layout)
     host.remove_state(layout, keep=() if purge else _KEPT_STATE)
     say("node stopped; nothing of it is running")
-
-
-def _pod_ids(crictl: list[str]) -> list[str]:
-    return run([*crictl, "pods", "-q"], check=False).split()
 
 
 def _kill_orphan_shims(layout: NodeLayout) -> None:

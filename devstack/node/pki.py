@@ -54,7 +54,7 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
     path.chmod(0o600)
 
 
-def _name(common_name: str, organization: str | None = None) -> x509.Name:
+def subject_name(common_name: str, organization: str | None = None) -> x509.Name:
     attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
     if organization:
         attributes.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
@@ -75,7 +75,7 @@ class CertificateAuthority:
     def _create(self) -> None:
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
-        name = _name("llm-gateway-node-ca")
+        name = subject_name("llm-gateway-node-ca")
         cert = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -143,7 +143,7 @@ class CertificateAuthority:
         return cert_path, key_path
 
     def issue_client(self, identity: ClientIdentity) -> tuple[Path, Path]:
-        return self.issue(identity.name, _name(identity.common_name, identity.organization))
+        return self.issue(identity.name, subject_name(identity.common_name, identity.organization))
 
 
 def service_account_keys(directory: Path) -> tuple[Path, Path]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -13,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from devstack.venvs import repo_root
+
+from tests.support.processes import free_port
 
 TOOLS = repo_root() / ".tools" / "bin"
 CHART = repo_root() / "chart" / "llm-gateway"
@@ -90,12 +91,6 @@ def wait_for(
             return time.monotonic() - started
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {description}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager
