@@ -208,7 +208,7 @@ def test_unknown_model_is_a_400_naming_the_model(
 def test_stream_cut_before_the_proxy_answers_is_a_500(
     litellm_stack: LiteLLMStack, fake_upstream: FakeUpstreamProcess
 ) -> None:
-    fake_upstream.fault("stream_cut", model="fake-model", after=2)
+    fake_upstream.fault("stream_cut", model="fake-model", after=0)
 
     status, lines = stream_lines(litellm_stack)
 
