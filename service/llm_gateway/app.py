@@ -31,11 +31,12 @@ from llm_gateway.auth.tokens import TokenService
 from llm_gateway.auth.users import UserStore
 from llm_gateway.cache.factory import build_response_cache
 from llm_gateway.client_address import ClientAddressResolver
+from llm_gateway.drain_state import DrainController
+from llm_gateway.errors import ConfigurationError
 from llm_gateway.guard.injection import InjectionDetector
 from llm_gateway.guard.policy import GuardLimits, PromptGuard
 from llm_gateway.guard.security import SecurityMonitor
 from llm_gateway.health import Check, HealthChecker
-from llm_gateway.lifecycle import DrainController
 from llm_gateway.llm.service import LLMService
 from llm_gateway.middleware.access_log import AccessLogMiddleware
 from llm_gateway.middleware.body_limit import BodyLimitMiddleware

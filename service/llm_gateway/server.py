@@ -23,7 +23,7 @@ import uvicorn
 from gunicorn.arbiter import Arbiter
 from uvicorn_worker import UvicornWorker
 
-from llm_gateway.lifecycle import DrainController
+from llm_gateway.drain_state import DrainController
 
 DRAIN_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 

@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from llm_gateway.api.responses import JSONResponse
+from llm_gateway.drain_state import DrainController
 from llm_gateway.errors import utc_now_iso
 from llm_gateway.health import HealthChecker
-from llm_gateway.lifecycle import DrainController
 
 router = APIRouter(tags=["health"])
 

@@ -49,7 +49,6 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import orjson
 
-from llm_gateway.background import lower_current_thread_priority
 from llm_gateway.cache import keys
 from llm_gateway.cache.embedders import Embedder
 from llm_gateway.cache.local_index import SemanticIndex, partition_key
@@ -63,6 +62,7 @@ from llm_gateway.cache.warmup import warm_tables
 from llm_gateway.cache.write_behind import WriteBehind
 from llm_gateway.errors import DependencyUnavailable
 from llm_gateway.observability.metrics import Metrics
+from llm_gateway.thread_priority import lower_current_thread_priority
 
 if TYPE_CHECKING:  # qdrant-client is imported when a store opens, not with this module
     from llm_gateway.cache.store import QdrantStore

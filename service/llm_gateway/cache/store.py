@@ -35,7 +35,6 @@ from typing import Any
 
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
-from llm_gateway.background import lower_current_thread_priority
 from llm_gateway.cache.records import (
     AnswerRecord,
     PendingPoint,
@@ -43,6 +42,7 @@ from llm_gateway.cache.records import (
     StoredAnswer,
     stored_answer,
 )
+from llm_gateway.thread_priority import lower_current_thread_priority
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ A point queued and then deleted before a flush is never written. While the store
 (Qdrant down, or its folder unusable) the queue is kept, bounded by `max_pending`: past that the
 oldest queued answers are dropped (they stay in this worker's tables) and reported. The same
 happens when the store cannot keep up: in local mode its thread runs at the lowest priority
-(background.py), so under sustained overload serving answers comes before persisting them. Such
+(thread_priority.py), so under sustained overload serving answers comes before persisting them. Such
 drops are counted at once and logged at most every `report_every` seconds, with the total.
 """
 

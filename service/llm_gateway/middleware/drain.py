@@ -1,10 +1,10 @@
 """Counts in-flight requests; while draining, answers with Connection: close; once the drain is
-over, turns new work away politely (see lifecycle.py for why a drain still serves)."""
+over, turns new work away politely (see drain_state.py for why a drain still serves)."""
 
 from __future__ import annotations
 
+from llm_gateway.drain_state import DrainController
 from llm_gateway.errors import ServiceDraining
-from llm_gateway.lifecycle import DrainController
 from llm_gateway.middleware.asgi import ASGIApp, Message, Receive, Scope, Send, send_error
 
 # Probes must keep answering during a drain (readiness says 503 by itself) and are not "work".

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from llm_gateway.background import LOWEST_PRIORITY, lower_current_thread_priority
+from llm_gateway.thread_priority import LOWEST_PRIORITY, lower_current_thread_priority
 
 
 def _own_nice() -> int:
