@@ -48,7 +48,7 @@ from llm_gateway.observability.metrics import Metrics
 from llm_gateway.observability.telemetry import UNTRACED_PATHS, Telemetry, build_telemetry
 from llm_gateway.ratelimit.limiter import RateLimiter
 from llm_gateway.resilience.breaker import CircuitBreakerRegistry
-from llm_gateway.settings import ConfigurationError, Settings, development_secret, load_settings
+from llm_gateway.settings import Settings, development_secret, load_settings
 from llm_gateway.tracking.factory import build_trace_tracker
 from llm_gateway.upstream.factory import build_litellm_client
 
@@ -172,7 +172,7 @@ def create_app(settings: Settings | None = None, overrides: AppOverrides | None 
             if cache is not None:
                 checks["qdrant"] = Check(cache.health)
             if tracker is not None:
-                checks["mlflow"] = Check(tracker.check)
+                checks["mlflow"] = Check(tracker.health_details)
             checks.update(overrides.extra_checks)
             app.state.health = HealthChecker(
                 checks, timeout=settings.health_check_timeout, ttl=settings.health_cache_ttl

@@ -15,8 +15,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from llm_gateway.errors import ConfigurationError
 from llm_gateway.preflight import check_runtime_configuration
-from llm_gateway.settings import ConfigurationError, Settings, load_settings
+from llm_gateway.settings import Settings, load_settings
 
 EXIT_CONFIG_ERROR = 2
 

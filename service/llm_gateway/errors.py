@@ -27,6 +27,8 @@ middleware that answer early) turns them into the one error body shape::
     ├── DependencyUnavailable             503  a required local dependency is down
     │   └── RateLimitUnavailable          503  + Retry-After: limit store down, failing closed
     └── ServiceDraining                   503  + Retry-After, Connection: close (drain over)
+
+    ConfigurationError                    (boot) the environment is refused; never an HTTP answer
 """
 
 from __future__ import annotations
@@ -48,6 +50,17 @@ def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class ConfigurationError(Exception):
+    """The environment describes a configuration the service refuses to run with."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+    def lines(self) -> list[str]:
+        return [f"configuration error: {problem}" for problem in self.problems]
+
+
 class GatewayError(Exception):
     status_code: ClassVar[int] = 500
     default_message: ClassVar[str] = "The gateway failed to handle the request"
@@ -58,13 +71,28 @@ class GatewayError(Exception):
         *,
         headers: Mapping[str, str] | None = None,
         retry_after: float | None = None,
+        upstream_status: int | None = None,
+        incident_id: str | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         self.message = message or self.default_message
         self.headers = dict(headers or {})
         self.retry_after = retry_after
+        # The HTTP status the upstream answered with, when it answered; the retry policy and the
+        # breaker judge the failure by it.
+        self.upstream_status = upstream_status
+        # Set where the failure is logged, so the body names the same incident as the log line.
+        self.incident_id = incident_id
+        # Further fields of the error body (for example `fields` of an InvalidRequest).
         self.extra = dict(extra or {})
         super().__init__(self.message)
+
+    def body_fields(self) -> dict[str, Any]:
+        """The fields the error body carries beyond the common shape."""
+        fields = dict(self.extra)
+        if self.upstream_status is not None:
+            fields["upstream_status"] = self.upstream_status
+        return fields
 
     @property
     def error_name(self) -> str:

@@ -23,14 +23,11 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="llm-gateway-metrics-")
 _metrics_dir = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
+from llm_gateway.errors import ConfigurationError  # noqa: E402
 from llm_gateway.observability.logging import configure_logging, logging_config  # noqa: E402
 from llm_gateway.preflight import check_runtime_configuration  # noqa: E402
 from llm_gateway.ratelimit.stores import SHARED_FILE_NAME  # noqa: E402
-from llm_gateway.settings import (  # noqa: E402
-    ConfigurationError,
-    development_secret,
-    load_settings,
-)
+from llm_gateway.settings import development_secret, load_settings  # noqa: E402
 
 try:
     _settings = load_settings()

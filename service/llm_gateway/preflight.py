@@ -9,8 +9,9 @@ exit status 2, not a crash loop of worker tracebacks.
 from __future__ import annotations
 
 from llm_gateway.auth.config_check import check_auth_configuration
+from llm_gateway.errors import ConfigurationError
 from llm_gateway.guard.injection import InjectionDetector
-from llm_gateway.settings import ConfigurationError, Settings
+from llm_gateway.settings import Settings
 
 
 def check_runtime_configuration(settings: Settings) -> None:

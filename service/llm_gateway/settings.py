@@ -8,16 +8,19 @@ file of that name in `SECRETS_DIR` (how Kubernetes mounts Secrets). Unsafe value
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import logging
 import os
 import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AliasChoices,
     Field,
     SecretStr,
     ValidationError,
@@ -25,6 +28,11 @@ from pydantic import (
     field_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from llm_gateway.errors import ConfigurationError
+from llm_gateway.urls import redact_url
+
+log = logging.getLogger(__name__)
 
 # Values people copy from tutorials; a token signed with one of them is forgeable by anyone.
 PLACEHOLDER_SECRETS = frozenset(
@@ -48,21 +56,11 @@ PLACEHOLDER_SECRETS = frozenset(
     }
 )
 MIN_SECRET_LENGTH = 32
+DEPRECATED_RETRY_ENV = "RETRY_MAX_ATTEMPTS"  # now RETRIES_AFTER_FIRST_TRY
 READINESS_CHECK_NAMES = ("litellm", "qdrant", "mlflow")
 DEFAULT_MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$"
 
 CommaList = Annotated[list[str], NoDecode]
-
-
-class ConfigurationError(Exception):
-    """The environment describes a configuration the service refuses to run with."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
-
-    def lines(self) -> list[str]:
-        return [f"configuration error: {problem}" for problem in self.problems]
 
 
 def _split_commas(value: Any) -> Any:
@@ -87,18 +85,6 @@ def _check_http_url(value: str | None, name: str) -> str | None:
     except ValueError as exc:
         raise ValueError(f"{name} has an invalid port: {exc}") from None
     return value.rstrip("/")
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password in its user-info replaced, safe to log."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class Settings(BaseSettings):
@@ -240,7 +226,14 @@ class Settings(BaseSettings):
         45, gt=0, description="Overall deadline of one request, retries included, seconds."
     )
     upstream_max_connections: int = Field(200, ge=1, description="Upstream connection pool size.")
-    retry_max_attempts: int = Field(3, ge=0, le=10, description="Retries after the first try.")
+    retries_after_first_try: int = Field(
+        3,
+        ge=0,
+        le=10,
+        # RETRY_MAX_ATTEMPTS is the deprecated name: it counted retries, not attempts.
+        validation_alias=AliasChoices("retries_after_first_try", DEPRECATED_RETRY_ENV.lower()),
+        description="Retries after the first try (0: one try only).",
+    )
     retry_backoff_base: float = Field(1, ge=0, description="First backoff delay; then x2 each.")
     retry_backoff_max: float = Field(8, ge=0, description="Cap on one backoff delay.")
     retry_jitter: float = Field(0.5, ge=0, description="Random extra delay up to this, seconds.")
@@ -539,6 +532,8 @@ def load_settings(
     directory whose files supply secrets.
     """
     source = dict(os.environ if env is None else env)
+    if any(name.upper() == DEPRECATED_RETRY_ENV for name in source):
+        _warn_deprecated_retry_env()
     secrets_dir = source.get("SECRETS_DIR")
     if secrets_dir and not Path(secrets_dir).is_dir():
         raise ConfigurationError([f"SECRETS_DIR {secrets_dir} is not a directory"])
@@ -559,6 +554,15 @@ def load_settings(
             os.environ.update(saved)
 
 
+@functools.cache
+def _warn_deprecated_retry_env() -> None:
+    """Once per process: settings are loaded by gunicorn's master and again by each worker."""
+    log.warning(
+        "deprecated_setting",
+        extra={"setting": DEPRECATED_RETRY_ENV, "use_instead": "RETRIES_AFTER_FIRST_TRY"},
+    )
+
+
 def development_secret() -> str:
     """A fresh signing key for development mode only; tokens die with the process group."""
     return secrets.token_urlsafe(48)
@@ -566,9 +570,7 @@ def development_secret() -> str:
 
 __all__ = [
     "READINESS_CHECK_NAMES",
-    "ConfigurationError",
     "Settings",
     "development_secret",
     "load_settings",
-    "redact_url",
 ]

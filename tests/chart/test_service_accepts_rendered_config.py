@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from llm_gateway.auth.passwords import verify_password
-from llm_gateway.settings import ConfigurationError, load_settings
+from llm_gateway.errors import ConfigurationError
+from llm_gateway.settings import load_settings
 from tests.chart.rendering import (
     KIND_VALUES,
     NODE_VALUES,

@@ -11,7 +11,7 @@ MLflow server as host processes it reaches at host.docker.internal. What must ho
   request ids the calls returned.
 
 The pod runs with WEB_CONCURRENCY=1 (env override): breaker state is per worker, and one worker
-makes "opens after exactly N failures" an exact assertion. RETRY_MAX_ATTEMPTS=0 so one call is
+makes "opens after exactly N failures" an exact assertion. RETRIES_AFTER_FIRST_TRY=0 so one call is
 one upstream attempt, i.e. one breaker failure. The cache is off (no Qdrant here, and a cached
 answer would hide the outage) and rate limits are off (the calls are the test's, not abuse).
 """
@@ -81,7 +81,7 @@ async def pod(pods: PodFactory, deps: Deps, service: ServiceProxy) -> Pod:
         "WEB_CONCURRENCY": "1",
         "CACHE_ENABLED": "false",
         "RATE_LIMIT_ENABLED": "false",
-        "RETRY_MAX_ATTEMPTS": "0",
+        "RETRIES_AFTER_FIRST_TRY": "0",
         "BREAKER_FAILURE_THRESHOLD": str(BREAKER_THRESHOLD),
         "BREAKER_RECOVERY_SECONDS": str(BREAKER_RECOVERY),
         "HEALTH_CACHE_TTL": str(HEALTH_TTL),

@@ -33,7 +33,7 @@ def gateway(litellm_stack: LiteLLMStack, tmp_path: Path) -> Iterator[GatewayProc
         app="llm_gateway.app:create_app()",
         workers=2,
         USERS_JSON=orjson.dumps(users).decode(),
-        RETRY_MAX_ATTEMPTS="0",
+        RETRIES_AFTER_FIRST_TRY="0",
         BREAKER_FAILURE_THRESHOLD="2",
         # Stays open for the whole test.
         BREAKER_RECOVERY_SECONDS="120",

@@ -42,7 +42,7 @@ def gateway(
         RATE_LIMIT_USER="1000/minute",
         RATE_LIMIT_IP="1000/minute",
         RATE_LIMIT_LOGIN="20/minute",
-        RETRY_MAX_ATTEMPTS="2",
+        RETRIES_AFTER_FIRST_TRY="2",
         RETRY_BACKOFF_BASE="0.05",
         RETRY_JITTER="0",
         BREAKER_FAILURE_THRESHOLD=str(BREAKER_THRESHOLD),

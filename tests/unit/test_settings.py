@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from llm_gateway.settings import ConfigurationError, load_settings
+from llm_gateway.errors import ConfigurationError
+from llm_gateway.settings import load_settings
 from tests.support.settings import TEST_JWT_SECRET, base_env
 
 
@@ -148,3 +149,30 @@ def test_check_config_prints_redacted_summary_without_secrets() -> None:
     assert TEST_JWT_SECRET not in result.stdout
     assert secret_key not in result.stdout
     assert result.stdout.rstrip().endswith("configuration ok")
+
+
+def test_retries_after_first_try_is_set_by_its_name() -> None:
+    settings = load_settings(base_env(RETRIES_AFTER_FIRST_TRY="1"), env_file=None)
+    assert settings.retries_after_first_try == 1
+
+
+def test_the_deprecated_retry_max_attempts_still_works_and_warns_once_per_process() -> None:
+    # A fresh interpreter: the warning is once per process, so this process may have logged it.
+    script = (
+        "import sys\n"
+        "from llm_gateway.settings import load_settings\n"
+        "from tests.support.settings import base_env\n"
+        "env = base_env(RETRY_MAX_ATTEMPTS='1')\n"
+        "values = [load_settings(env, env_file=None).retries_after_first_try for _ in range(2)]\n"
+        "sys.stdout.write(repr(values))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[1, 1]"
+    assert result.stderr.count("deprecated_setting") == 1

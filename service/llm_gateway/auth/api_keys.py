@@ -19,7 +19,7 @@ from typing import cast
 
 from llm_gateway.auth.entries import check_entry, read_file
 from llm_gateway.auth.principal import Principal, Role
-from llm_gateway.settings import ConfigurationError
+from llm_gateway.errors import ConfigurationError
 
 API_KEY_PREFIX = "lgw_"
 HASH_PREFIX = "sha256:"

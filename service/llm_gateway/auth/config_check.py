@@ -14,8 +14,9 @@ from collections.abc import Callable
 from llm_gateway.auth.api_keys import ApiKeyStore
 from llm_gateway.auth.tokens import TokenService
 from llm_gateway.auth.users import load_user_records
+from llm_gateway.errors import ConfigurationError
 from llm_gateway.ratelimit.limiter import RateLimiter
-from llm_gateway.settings import ConfigurationError, Settings
+from llm_gateway.settings import Settings
 
 
 def check_auth_configuration(settings: Settings) -> None:

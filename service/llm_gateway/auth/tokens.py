@@ -19,8 +19,7 @@ from typing import Any, cast
 import jwt
 
 from llm_gateway.auth.principal import ROLES, Principal, Role
-from llm_gateway.errors import AuthenticationFailed
-from llm_gateway.settings import ConfigurationError
+from llm_gateway.errors import AuthenticationFailed, ConfigurationError
 
 REQUIRED_CLAIMS = ("sub", "role", "iat", "nbf", "exp", "iss", "aud")
 # Clocks of separate pods drift a little; a token minted a second "in the future" is fine.

@@ -18,7 +18,8 @@ from typing import Any, cast
 from llm_gateway.auth.entries import check_entry, parse_document, read_file
 from llm_gateway.auth.passwords import hash_password, looks_like_argon2_hash, verify_password
 from llm_gateway.auth.principal import Principal, Role
-from llm_gateway.settings import ConfigurationError, Settings
+from llm_gateway.errors import ConfigurationError
+from llm_gateway.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from llm_gateway.settings import ConfigurationError
+from llm_gateway.errors import ConfigurationError
 
 # Zero-width and bidi control characters are invisible to a reader and used to split keywords.
 _INVISIBLE = dict.fromkeys(

@@ -45,7 +45,7 @@ from llm_gateway.ratelimit.stores import (
     build_store,
     local_hits,
 )
-from llm_gateway.settings import redact_url
+from llm_gateway.urls import redact_url
 
 if TYPE_CHECKING:
     from llm_gateway.settings import Settings

@@ -29,9 +29,10 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import ConfigurationError as LimitsConfigurationError
 from limits.storage import storage_from_string
 
+from llm_gateway.errors import ConfigurationError
 from llm_gateway.ratelimit.local_windows import LocalWindows, WindowHit
 from llm_gateway.ratelimit.shared_windows import SharedWindows
-from llm_gateway.settings import ConfigurationError, redact_url
+from llm_gateway.urls import redact_url
 
 SHARED_FILE_NAME = "windows.sqlite3"
 # One window to count a hit in: a parsed limit and whose it is, e.g. (60/minute, ("ip", addr)).

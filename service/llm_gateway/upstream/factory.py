@@ -59,7 +59,7 @@ def build_litellm_client(
         build_upstream(settings, tracer_provider=tracer_provider, transport=transport),
         api_key=api_key.get_secret_value() if api_key is not None else None,
         retry=RetryPolicy(
-            max_retries=settings.retry_max_attempts,
+            max_retries=settings.retries_after_first_try,
             backoff_base=settings.retry_backoff_base,
             backoff_max=settings.retry_backoff_max,
             jitter=settings.retry_jitter,

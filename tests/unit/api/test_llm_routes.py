@@ -91,7 +91,7 @@ async def client(tmp_path: Path, upstream: FakeLiteLLM) -> AsyncIterator[httpx.A
         TRACKING_ENABLED="true",
         RATE_LIMIT_ENABLED="true",
         RATE_LIMIT_USER="5/minute",
-        RETRY_MAX_ATTEMPTS="0",
+        RETRIES_AFTER_FIRST_TRY="0",
         BREAKER_FAILURE_THRESHOLD="2",
         PROMPT_MAX_CHARS="200",
     )

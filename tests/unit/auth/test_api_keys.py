@@ -10,7 +10,7 @@ import pytest
 
 from llm_gateway.auth.api_keys import ApiKeyStore, generate_api_key, hash_api_key
 from llm_gateway.auth.principal import Principal
-from llm_gateway.settings import ConfigurationError
+from llm_gateway.errors import ConfigurationError
 
 
 def test_a_generated_key_has_the_prefix_and_256_bits() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from llm_gateway.auth.api_keys import generate_api_key, hash_api_key
 from llm_gateway.auth.config_check import check_auth_configuration
-from llm_gateway.settings import ConfigurationError
+from llm_gateway.errors import ConfigurationError
 from tests.support.logs import capture_json_logs
 from tests.support.settings import make_settings
 

@@ -12,8 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from llm_gateway.auth.principal import Principal
 from llm_gateway.auth.tokens import CLOCK_LEEWAY_SECONDS, TokenService
-from llm_gateway.errors import AuthenticationFailed
-from llm_gateway.settings import ConfigurationError
+from llm_gateway.errors import AuthenticationFailed, ConfigurationError
 
 # 64 bytes, so PyJWT can also sign the HS512 attack token below without a key-length warning.
 SECRET = "unit-test-signing-key-" + "0123456789abcdef" * 3

@@ -11,7 +11,7 @@ import pytest
 from llm_gateway.auth.passwords import hash_password, verify_password
 from llm_gateway.auth.principal import Principal
 from llm_gateway.auth.users import UserRecord, UserStore
-from llm_gateway.settings import ConfigurationError
+from llm_gateway.errors import ConfigurationError
 from tests.support.logs import capture_json_logs
 from tests.support.settings import make_settings
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from llm_gateway.errors import ConfigurationError
 from llm_gateway.guard.injection import InjectionDetector
-from llm_gateway.settings import ConfigurationError
 
 DETECTOR = InjectionDetector.with_patterns_file(None)
 

@@ -13,10 +13,9 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from prometheus_client import Counter
 
-from llm_gateway.errors import RateLimited, RateLimitUnavailable
+from llm_gateway.errors import ConfigurationError, RateLimited, RateLimitUnavailable
 from llm_gateway.observability.metrics import Metrics
 from llm_gateway.ratelimit.limiter import LimitStatus, RateLimiter, async_storage_uri
-from llm_gateway.settings import ConfigurationError
 from tests.support.logs import capture_json_logs
 
 

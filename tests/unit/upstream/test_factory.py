@@ -16,7 +16,7 @@ from tests.unit.upstream.scripted import ScriptedUpstream, completion, error_rep
 async def test_the_client_built_from_settings_uses_their_key_and_retry_policy() -> None:
     settings = make_settings(
         LITELLM_API_KEY="sk-from-settings-000000",
-        RETRY_MAX_ATTEMPTS=0,
+        RETRIES_AFTER_FIRST_TRY=0,
         LITELLM_BASE_URL="http://litellm.internal:4000",
     )
     upstream = ScriptedUpstream(error_reply(503, "busy"), json_reply(200, completion()))
@@ -28,7 +28,7 @@ async def test_the_client_built_from_settings_uses_their_key_and_retry_policy() 
             await client.chat({"model": "m", "messages": []}, deadline=Deadline(5))
     finally:
         await client.aclose()
-    assert upstream.calls == 1  # RETRY_MAX_ATTEMPTS=0: no retry of the 503
+    assert upstream.calls == 1  # RETRIES_AFTER_FIRST_TRY=0: no retry of the 503
     request = upstream.requests[0]
     assert request.headers["authorization"] == "Bearer sk-from-settings-000000"
     assert str(request.url) == "http://litellm.internal:4000/v1/chat/completions"
