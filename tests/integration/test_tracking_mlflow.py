@@ -16,7 +16,7 @@ from devstack.mlflow import MlflowServer
 
 from llm_gateway.observability.metrics import Metrics
 from llm_gateway.tracking.journal import TraceJournal
-from llm_gateway.tracking.mlflow_export import MlflowExporter, trace_id_for
+from llm_gateway.tracking.mlflow_export import MlflowExporter
 from llm_gateway.tracking.records import TraceRecord
 from llm_gateway.tracking.tracker import TraceTracker
 from tests.support.logs import capture_json_logs
@@ -83,7 +83,7 @@ def server_view(url: str) -> dict[str, object]:
 def assert_trace_matches(trace: object, record: TraceRecord) -> None:
     info = trace.info  # type: ignore[attr-defined]
     (span,) = trace.data.spans  # type: ignore[attr-defined]
-    assert info.trace_id == trace_id_for(record)
+    assert info.trace_id == record.trace_id
     assert info.tags["record_id"] == record.record_id
     assert info.tags["user"] == "alice"
     assert span.inputs == record.inputs
@@ -142,7 +142,7 @@ async def test_traces_survive_an_mlflow_outage_and_are_replayed_with_none_lost(
     assert await tracker.replay_once() == len(during)
     view = await asyncio.to_thread(server_view, url)
     expected = before + during
-    assert sorted(view["trace_ids"]) == sorted(trace_id_for(r) for r in expected)  # type: ignore[arg-type]
+    assert sorted(view["trace_ids"]) == sorted(r.trace_id for r in expected)  # type: ignore[arg-type]
     for rec in during:
         assert_trace_matches(view["by_request"][rec.request_id], rec)  # type: ignore[index]
     assert traces_count(metrics, "replayed") == len(during)

@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 
 from llm_gateway.errors import DependencyUnavailable
-from llm_gateway.settings import redact_url
 from llm_gateway.tracking.records import TraceRecord
+from llm_gateway.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +41,6 @@ REJECTED_STATUSES = frozenset({400, 413, 422})
 def is_rejection(exc: BaseException) -> bool:
     """True when an export failed because the server refused these records for good."""
     return isinstance(exc, DependencyUnavailable) and bool(exc.extra.get("rejected"))
-
-
-def trace_id_for(record: TraceRecord) -> str:
-    """The MLflow trace id of a record: deterministic, so a replay lands on the same trace."""
-    return f"tr-{record.record_id}"
 
 
 class MlflowExporter:
@@ -153,7 +148,7 @@ class MlflowExporter:
                 content=mlflow_wire.start_trace_body(record, experiment_id),
                 headers={"Content-Type": "application/json"},
             )
-            self._raise_for(response, f"trace {trace_id_for(record)} upload", payload=True)
+            self._raise_for(response, f"trace {record.trace_id} upload", payload=True)
 
     def health(self) -> bool:
         """True when MLflow answers GET /health and its API accepts us; never raises.
@@ -175,4 +170,4 @@ class MlflowExporter:
         self._client.close()
 
 
-__all__ = ["MlflowExporter", "is_rejection", "trace_id_for"]
+__all__ = ["MlflowExporter", "is_rejection"]

@@ -28,7 +28,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 
-from llm_gateway.tracking.mlflow_export import trace_id_for
 from llm_gateway.tracking.records import TraceRecord
 
 PREVIEW_CHARS = 1000
@@ -71,7 +70,7 @@ def _usage(record: TraceRecord) -> dict[str, int] | None:
 
 def build_span(record: TraceRecord) -> Span:
     """The one root span of the record's trace, as MLflow's immutable Span entity."""
-    trace_id = trace_id_for(record)
+    trace_id = record.trace_id
     attributes: dict[str, Any] = {
         SpanAttributeKey.REQUEST_ID: trace_id,
         SpanAttributeKey.SPAN_TYPE: SpanType.CHAT_MODEL,
@@ -127,7 +126,7 @@ def build_trace_info(record: TraceRecord, experiment_id: str) -> TraceInfo:
         **fields,
     }
     return TraceInfo(
-        trace_id=trace_id_for(record),
+        trace_id=record.trace_id,
         trace_location=TraceLocation.from_experiment_id(experiment_id),
         request_time=record.started_at_ns // 1_000_000,
         execution_duration=record.duration_ns // 1_000_000,

@@ -66,6 +66,11 @@ class TraceRecord:
             raise ValueError(f"record_id must be 32 lowercase hex digits, got {self.record_id!r}")
 
     @property
+    def trace_id(self) -> str:
+        """The MLflow trace id: deterministic, so a replay lands on the same trace."""
+        return f"tr-{self.record_id}"
+
+    @property
     def duration_ns(self) -> int:
         return max(0, self.ended_at_ns - self.started_at_ns)
 

@@ -25,10 +25,10 @@ from typing import Any, Protocol
 
 from llm_gateway.health import CheckFailed
 from llm_gateway.observability.metrics import Metrics
-from llm_gateway.settings import redact_url
 from llm_gateway.tracking.journal import ClaimedFile, TraceJournal
 from llm_gateway.tracking.mlflow_export import is_rejection
 from llm_gateway.tracking.records import TraceRecord
+from llm_gateway.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +321,7 @@ class TraceTracker:
             "journal_backlog": await asyncio.to_thread(self.journal.backlog),
         }
 
-    async def check(self) -> dict[str, Any]:
+    async def health_details(self) -> dict[str, Any]:
         """A HealthChecker check: raises CheckFailed while a configured MLflow is unreachable."""
         details = await self.health()
         if details["mlflow_reachable"] is False:

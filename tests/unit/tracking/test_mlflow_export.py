@@ -11,7 +11,7 @@ from mlflow.entities.span import Span
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from llm_gateway.errors import DependencyUnavailable
-from llm_gateway.tracking.mlflow_export import MlflowExporter, is_rejection, trace_id_for
+from llm_gateway.tracking.mlflow_export import MlflowExporter, is_rejection
 from llm_gateway.tracking.records import TraceError
 from tests.unit.tracking.fakes import make_record
 
@@ -112,7 +112,7 @@ def test_a_batch_becomes_one_span_upload_and_one_trace_per_record(
     infos = [
         json.loads(r.content)["trace"]["trace_info"] for r in server.sent("/api/3.0/mlflow/traces")
     ]
-    assert [i["trace_id"] for i in infos] == [trace_id_for(ok), trace_id_for(failed)]
+    assert [i["trace_id"] for i in infos] == [ok.trace_id, failed.trace_id]
     assert [i["state"] for i in infos] == ["OK", "ERROR"]
     assert infos[0]["client_request_id"] == ok.request_id
     assert infos[0]["execution_duration"] == "0.012s"
@@ -130,7 +130,7 @@ def test_a_batch_becomes_one_span_upload_and_one_trace_per_record(
 
 def test_the_same_record_always_maps_to_the_same_trace(exporter: MlflowExporter) -> None:
     record = make_record(3)
-    assert trace_id_for(record) == trace_id_for(record) == f"tr-{record.record_id}"
+    assert record.trace_id == f"tr-{record.record_id}"
 
 
 @pytest.mark.parametrize(

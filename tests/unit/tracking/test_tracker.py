@@ -213,7 +213,7 @@ async def test_without_mlflow_every_record_goes_to_the_journal(
     await eventually(lambda: traces_count(metrics, "journaled") == 3)
 
     health = await tracker.health()
-    details = await tracker.check()
+    details = await tracker.health_details()
     await tracker.close(timeout=1)
 
     assert health["mlflow_configured"] is False
@@ -224,10 +224,10 @@ async def test_without_mlflow_every_record_goes_to_the_journal(
 async def test_the_health_check_fails_while_mlflow_is_unreachable(
     tracker: TraceTracker, exporter: FakeExporter
 ) -> None:
-    assert (await tracker.check())["mlflow_reachable"] is True
+    assert (await tracker.health_details())["mlflow_reachable"] is True
     exporter.healthy = False
     with pytest.raises(CheckFailed) as failure:
-        await tracker.check()
+        await tracker.health_details()
     assert failure.value.details["queue_depth"] == 0
 
 
