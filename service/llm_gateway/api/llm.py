@@ -10,7 +10,7 @@ from llm_gateway.api.deps import LimitedPrincipal
 from llm_gateway.api.responses import JSONResponse
 from llm_gateway.api.schemas import GenerateRequest, GenerateResponse
 from llm_gateway.auth.principal import Principal
-from llm_gateway.llm.chat import ChatRequest
+from llm_gateway.chat_request import ChatRequest
 from llm_gateway.llm.service import Completion, LLMService
 from llm_gateway.observability.context import request_id_var
 

@@ -12,7 +12,7 @@ from llm_gateway.api.llm import LLM, cache_headers, default_model, llm_service
 from llm_gateway.api.responses import JSONResponse
 from llm_gateway.api.schemas import ChatCompletionRequest
 from llm_gateway.api.sse import EventStreamResponse
-from llm_gateway.llm.chat import ChatRequest
+from llm_gateway.chat_request import ChatRequest
 from llm_gateway.observability.context import request_id_var
 
 router = APIRouter(prefix="/v1", tags=["openai"])

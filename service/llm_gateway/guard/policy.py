@@ -6,10 +6,10 @@ import logging
 import re
 from dataclasses import dataclass
 
+from llm_gateway.chat_request import ChatRequest
 from llm_gateway.errors import InvalidRequest, PromptRejected
 from llm_gateway.guard.injection import InjectionDetector
 from llm_gateway.guard.security import SecurityMonitor
-from llm_gateway.llm.chat import ChatRequest
 from llm_gateway.observability.metrics import Metrics
 
 log = logging.getLogger(__name__)

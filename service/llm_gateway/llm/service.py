@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 from llm_gateway.auth.principal import Principal
 from llm_gateway.cache.request import CacheHit, CacheRequest, CacheTier, ScopeMode, cache_scope
+from llm_gateway.chat_request import ChatRequest
 from llm_gateway.guard.policy import PromptGuard
-from llm_gateway.llm.chat import ChatRequest
 from llm_gateway.observability.context import request_id_var
 from llm_gateway.observability.metrics import Metrics
 from llm_gateway.resilience.deadline import Deadline

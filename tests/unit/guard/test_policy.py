@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 
+from llm_gateway.chat_request import ChatRequest
 from llm_gateway.errors import InvalidRequest, PromptRejected
 from llm_gateway.guard.injection import InjectionDetector
 from llm_gateway.guard.policy import GuardLimits, PromptGuard
 from llm_gateway.guard.security import SecurityMonitor
-from llm_gateway.llm.chat import ChatRequest
 from llm_gateway.observability.metrics import Metrics
 from llm_gateway.settings import DEFAULT_MODEL_NAME_PATTERN
 

@@ -12,6 +12,7 @@ import pytest
 
 from llm_gateway.auth.principal import Principal
 from llm_gateway.cache.request import CacheHit, CacheRequest
+from llm_gateway.chat_request import ChatRequest
 from llm_gateway.errors import (
     CircuitOpen,
     ModelNotFound,
@@ -22,7 +23,6 @@ from llm_gateway.errors import (
 from llm_gateway.guard.injection import InjectionDetector
 from llm_gateway.guard.policy import GuardLimits, PromptGuard
 from llm_gateway.guard.security import SecurityMonitor
-from llm_gateway.llm.chat import ChatRequest
 from llm_gateway.llm.service import LLMService
 from llm_gateway.observability.context import request_id_var
 from llm_gateway.resilience.breaker import CircuitBreakerRegistry
