@@ -15,13 +15,20 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bench.stack import LOADGEN_CPU, ROOT
 
 if TYPE_CHECKING:
-    from bench.run import Bench
     from bench.stack import Gateway
+
+
+class LoadDriver(Protocol):
+    """What the profiler needs of the bench run (bench.run.Bench): load on one target while
+    py-spy samples, without this module importing the run that imports it."""
+
+    def measure(self, target: str, concurrency: int, **extra: Any) -> Any: ...
+
 
 # Which part of the system a frame's file belongs to (first match wins; order matters).
 AREAS = (
@@ -98,7 +105,7 @@ def summarise(stacks: list[tuple[list[str], int]], top: int = 25) -> dict[str, A
     }
 
 
-def record(gateway: Gateway, bench: Bench, seconds: float, target: str) -> dict[str, Any]:
+def record(gateway: Gateway, bench: LoadDriver, seconds: float, target: str) -> dict[str, Any]:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
         return {"error": "py-spy not installed (uv sync --group bench)"}
