@@ -74,7 +74,7 @@ def _openai_body(
 
 async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
-    incident_id = exc.extra.pop("incident_id", None) or new_incident_id()
+    incident_id = exc.incident_id or new_incident_id()
     request_id = _request_id(request)
     openai_type = _openai_error_type(request, exc)
     if openai_type is not None:
@@ -85,7 +85,7 @@ async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
             exc.message,
             request_id=request_id,
             incident_id=incident_id,
-            extra=exc.extra,
+            extra=exc.body_fields(),
         )
     fields: dict[str, Any] = {
         "error": exc.error_name,

@@ -24,7 +24,13 @@ def header_value(scope: Scope, name: bytes) -> bytes | None:
 async def send_error(send: Send, error: GatewayError, request_id: str | None) -> None:
     """Answer with the standard error body; for layers outside the router."""
     body = error_bytes(
-        error_body(error.error_name, error.message, request_id=request_id, extra=error.extra)
+        error_body(
+            error.error_name,
+            error.message,
+            request_id=request_id,
+            incident_id=error.incident_id,
+            extra=error.body_fields(),
+        )
     )
     headers = [
         (b"content-type", b"application/json"),

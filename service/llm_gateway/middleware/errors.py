@@ -43,6 +43,5 @@ class UnexpectedErrorMiddleware:
             if response_started:
                 # Headers are gone; the only honest signal left is an aborted connection.
                 raise
-            error = GatewayError()
-            error.extra["incident_id"] = incident_id
+            error = GatewayError(incident_id=incident_id)
             await send_error(send, error, scope.get("state", {}).get("request_id"))

@@ -74,8 +74,8 @@ def attempt_verdict(exc: BaseException | None) -> Verdict:
     if isinstance(exc, CircuitOpen):
         return "neutral"
     if isinstance(exc, UpstreamError):
-        status = exc.extra.get("upstream_status")
-        if isinstance(status, int) and status < 500:
+        status = exc.upstream_status
+        if status is not None and status < 500:
             return "success"
         return "failure"  # 5xx, broken first stream event, unreadable body
     return "neutral"  # cancellation, our own bugs: no upstream verdict

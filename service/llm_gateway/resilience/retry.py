@@ -61,8 +61,7 @@ def upstream_status(exc: BaseException) -> int | None:
     if isinstance(exc, UpstreamRateLimited):
         return 429
     if isinstance(exc, GatewayError):
-        status = exc.extra.get("upstream_status")
-        return status if isinstance(status, int) else None
+        return exc.upstream_status
     return None
 
 

@@ -255,7 +255,7 @@ class LiteLLMClient:
             raise UpstreamError(
                 f"The upstream answered HTTP {response.status} with a body that is not "
                 f"JSON: {upstream_message(response.content)[:200]}",
-                extra={"upstream_status": 502},
+                upstream_status=502,
             ) from exc
         if not isinstance(body, dict):
             return {"data": body} if isinstance(body, list) else {"status": body}

@@ -124,21 +124,20 @@ def error_for_response(
     """The exception for an upstream answer with status >= 400 (its body already read)."""
     status = response.status
     message = upstream_message(response.content)
-    extra = {"upstream_status": status}
     if status == 404 or (status in (400, 422) and _UNKNOWN_MODEL.search(message)):
         return ModelNotFound(
             f"Model '{model}' not found; GET /v1/models lists the models this gateway serves",
             extra={"model": model},
         )
     if status in (401, 403) or upstream_error_type(response.content) in _KEY_REFUSED_TYPES:
-        return UpstreamAuthError(extra=extra)
+        return UpstreamAuthError(upstream_status=status)
     if status in (400, 422):
-        return UpstreamBadRequest(message, extra=extra)
+        return UpstreamBadRequest(message, upstream_status=status)
     if status == 408:
         # LiteLLM answers 408 when ITS timeout for the provider expired: an upstream timeout.
         return UpstreamTimeout(
             f"The provider behind model '{model}' timed out at the LiteLLM proxy: {message}",
-            extra=extra,
+            upstream_status=status,
         )
     # LiteLLM 1.106 forwards a provider's Retry-After only as `llm_provider-retry-after`.
     retry_after = parse_retry_after(
@@ -151,11 +150,11 @@ def error_for_response(
             retry_after=retry_after,
         )
     if 400 <= status < 500:
-        return UpstreamBadRequest(message, extra=extra)
+        return UpstreamBadRequest(message, upstream_status=status)
     return UpstreamError(
         f"The upstream for model '{model}' failed with HTTP {status}: {message}",
         retry_after=retry_after if status == 503 else None,
-        extra=extra,
+        upstream_status=status,
     )
 
 

@@ -126,7 +126,7 @@ async def read_first_event(
         if raw is None:
             raise UpstreamError(
                 f"The upstream for model '{model}' ended the stream before its first event",
-                extra={"upstream_status": 502},
+                upstream_status=502,
             )
         try:
             kind = transcript.feed(raw)
@@ -138,7 +138,7 @@ async def read_first_event(
             status = transcript.error_code
             raise UpstreamError(
                 f"The upstream for model '{model}' failed: {transcript.error_message}",
-                extra={"upstream_status": int(status) if str(status).isdigit() else 502},
+                upstream_status=int(status) if str(status).isdigit() else 502,
             )
         pending.append(raw)
         if kind in ("data", "done"):

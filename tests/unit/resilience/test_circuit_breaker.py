@@ -50,7 +50,7 @@ def test_opens_after_five_consecutive_failures_not_before() -> None:
     for _ in range(4):
         fail(breakers, UpstreamTimeout("slow"))
     assert breakers.state(MODEL) == "closed"
-    fail(breakers, UpstreamError("boom", extra={"upstream_status": 500}))
+    fail(breakers, UpstreamError("boom", upstream_status=500))
     assert breakers.state(MODEL) == "open"
 
 
@@ -81,8 +81,8 @@ def test_a_success_resets_the_consecutive_count() -> None:
     "error",
     [
         pytest.param(ModelNotFound("Model 'x' not found"), id="unknown-model"),
-        pytest.param(UpstreamBadRequest("bad", extra={"upstream_status": 400}), id="400"),
-        pytest.param(UpstreamAuthError(extra={"upstream_status": 401}), id="401"),
+        pytest.param(UpstreamBadRequest("bad", upstream_status=400), id="400"),
+        pytest.param(UpstreamAuthError(upstream_status=401), id="401"),
         pytest.param(UpstreamRateLimited("slow down", retry_after=1), id="429"),
     ],
 )
@@ -159,7 +159,7 @@ def test_probe_answered_with_a_4xx_closes_the_circuit() -> None:
     breakers = registry(clock)
     open_circuit(breakers)
     clock.advance(30)
-    fail(breakers, UpstreamBadRequest("bad request", extra={"upstream_status": 400}))
+    fail(breakers, UpstreamBadRequest("bad request", upstream_status=400))
     assert breakers.state(MODEL) == "closed"
 
 

@@ -23,9 +23,7 @@ from tests.unit.resilience.fakes import FakeClock
 
 
 def http_error(status: int, retry_after: float | None = None) -> UpstreamError:
-    return UpstreamError(
-        f"HTTP {status}", retry_after=retry_after, extra={"upstream_status": status}
-    )
+    return UpstreamError(f"HTTP {status}", retry_after=retry_after, upstream_status=status)
 
 
 class FailingAttempts:
@@ -90,9 +88,9 @@ async def test_transient_failures_are_retried_until_success(
     "error",
     [
         pytest.param(ModelNotFound("Model 'x' not found"), id="unknown-model"),
-        pytest.param(UpstreamBadRequest("bad", extra={"upstream_status": 400}), id="400"),
-        pytest.param(UpstreamBadRequest("bad", extra={"upstream_status": 422}), id="422"),
-        pytest.param(UpstreamAuthError(extra={"upstream_status": 401}), id="401"),
+        pytest.param(UpstreamBadRequest("bad", upstream_status=400), id="400"),
+        pytest.param(UpstreamBadRequest("bad", upstream_status=422), id="422"),
+        pytest.param(UpstreamAuthError(upstream_status=401), id="401"),
         pytest.param(http_error(500), id="500-is-deterministic"),
         pytest.param(CircuitOpen("open", retry_after=3), id="circuit-open"),
         pytest.param(RuntimeError("bug"), id="our-own-bug"),

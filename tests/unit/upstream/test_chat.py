@@ -149,7 +149,7 @@ async def test_a_5xx_after_retries_carries_the_upstream_status() -> None:
     upstream = ScriptedUpstream(error_reply(503, "overloaded"))
     with pytest.raises(UpstreamError) as raised:
         await make_client(upstream, clock).chat(PAYLOAD, deadline=Deadline(45, clock))
-    assert raised.value.extra["upstream_status"] == 503
+    assert raised.value.upstream_status == 503
     assert "overloaded" in raised.value.message
 
 
