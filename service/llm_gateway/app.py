@@ -235,15 +235,6 @@ def create_app(settings: Settings | None = None, overrides: AppOverrides | None 
         app.include_router(metrics_routes.router)
 
     # Added innermost first: the last one added is the outermost layer.
-    if settings.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_credentials=settings.cors_allow_credentials,
-            allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After"],
-        )
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(DrainMiddleware, drain=drain)
     app.add_middleware(UnexpectedErrorMiddleware)
@@ -270,6 +261,17 @@ def create_app(settings: Settings | None = None, overrides: AppOverrides | None 
             tracer_provider=telemetry.provider,
             excluded_urls=",".join(UNTRACED_PATHS),
             exclude_spans=["receive", "send"],
+        )
+    if settings.cors_origins:
+        # Outermost: the answers the inner layers give on their own (drain 503, body-limit 413,
+        # the error layer's 500) carry CORS headers too, or a browser sees an opaque failure.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=settings.cors_allow_credentials,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
         )
     app.state.telemetry = telemetry
     app.state.client_address = client_address
