@@ -56,4 +56,4 @@ pytest: install stack-venvs tools ## the pytest suite alone (unit, integration, 
 .PHONY: test
 test: lint typecheck pytest ## everything CI checks except the container e2e suite
 
--include mk/*.mk
+include mk/*.mk
