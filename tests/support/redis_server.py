@@ -1,7 +1,7 @@
 """A real redis-server (Debian's package) on a free loopback port, stopped, paused and restarted
 by the tests with real signals.
 
-`make test` installs the package when it is missing (mk/redis.mk); the server is never started
+`make test` installs the package when it is missing (mk/stack.mk); the server is never started
 as a system service: each test that needs one starts its own here and stops it.
 """
 
@@ -25,7 +25,7 @@ def redis_server_binary() -> str:
         "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
     )
     if found is None:
-        raise RuntimeError("redis-server is not installed: `make test` installs it (mk/redis.mk)")
+        raise RuntimeError("redis-server is not installed: `make test` installs it (mk/stack.mk)")
     return found
 
 
