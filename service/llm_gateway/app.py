@@ -45,7 +45,8 @@ from llm_gateway.middleware.errors import UnexpectedErrorMiddleware
 from llm_gateway.middleware.request_id import RequestIdMiddleware
 from llm_gateway.middleware.trace_context import TraceContextMiddleware
 from llm_gateway.observability.metrics import Metrics
-from llm_gateway.observability.telemetry import UNTRACED_PATHS, Telemetry, build_telemetry
+from llm_gateway.observability.telemetry import Telemetry, build_telemetry
+from llm_gateway.probes import PROBE_PATHS
 from llm_gateway.ratelimit.limiter import RateLimiter
 from llm_gateway.resilience.breaker import CircuitBreakerRegistry
 from llm_gateway.settings import Settings, development_secret, load_settings
@@ -250,7 +251,7 @@ def create_app(settings: Settings | None = None, overrides: AppOverrides | None 
         # Spans have nowhere to go: ids for logs and traceparent only (middleware/trace_context).
         app.add_middleware(
             TraceContextMiddleware,
-            untraced_paths=UNTRACED_PATHS,
+            untraced_paths=PROBE_PATHS,
             id_generator=telemetry.provider.id_generator,
         )
     elif telemetry is not None:
@@ -259,7 +260,7 @@ def create_app(settings: Settings | None = None, overrides: AppOverrides | None 
         FastAPIInstrumentor.instrument_app(
             app,
             tracer_provider=telemetry.provider,
-            excluded_urls=",".join(UNTRACED_PATHS),
+            excluded_urls=",".join(PROBE_PATHS),
             exclude_spans=["receive", "send"],
         )
     if settings.cors_origins:

@@ -10,12 +10,13 @@ from prometheus_client import Counter, Histogram
 from llm_gateway.client_address import ClientAddressResolver
 from llm_gateway.middleware.asgi import ASGIApp, Message, Receive, Scope, Send
 from llm_gateway.observability.metrics import Metrics
+from llm_gateway.probes import PROBE_PATHS
 
 log = logging.getLogger("llm_gateway.access")
 
 # Probes and scrapes arrive every few seconds from every kubelet and Prometheus; logging them
 # would bury real traffic. They still count in metrics.
-QUIET_PATHS = frozenset({"/livez", "/readyz", "/health", "/metrics"})
+QUIET_PATHS = frozenset(PROBE_PATHS)
 
 
 class AccessLogMiddleware:

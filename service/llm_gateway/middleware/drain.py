@@ -6,9 +6,10 @@ from __future__ import annotations
 from llm_gateway.drain_state import DrainController
 from llm_gateway.errors import ServiceDraining
 from llm_gateway.middleware.asgi import ASGIApp, Message, Receive, Scope, Send, send_error
+from llm_gateway.probes import PROBE_PATHS
 
 # Probes must keep answering during a drain (readiness says 503 by itself) and are not "work".
-UNTRACKED_PATHS = frozenset({"/livez", "/readyz", "/health", "/metrics"})
+UNTRACKED_PATHS = frozenset(PROBE_PATHS)
 
 
 class DrainMiddleware:

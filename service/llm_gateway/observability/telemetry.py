@@ -26,7 +26,6 @@ from llm_gateway.settings import Settings
 log = logging.getLogger(__name__)
 
 # Probes and scrapes would drown real traffic in traces and cost time on the hottest paths.
-UNTRACED_PATHS = ("/livez", "/readyz", "/health", "/metrics")
 
 
 @dataclass
