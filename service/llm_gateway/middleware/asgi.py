@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_gateway.errors import GatewayError, error_body, error_bytes
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+__all__ = [
+    "ASGIApp",
+    "Message",
+    "Receive",
+    "ResponseStartWatch",
+    "Scope",
+    "Send",
+    "header_value",
+    "send_error",
+]
+
+
+class ResponseStartWatch:
+    """A `send` that notes whether the response has started: once the headers are out, a layer
+    that catches an error can no longer answer it with an error body."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
 
 
 def header_value(scope: Scope, name: bytes) -> bytes | None:

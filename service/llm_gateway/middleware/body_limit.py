@@ -9,6 +9,7 @@ from llm_gateway.middleware.asgi import (
     ASGIApp,
     Message,
     Receive,
+    ResponseStartWatch,
     Scope,
     Send,
     header_value,
@@ -53,7 +54,7 @@ class BodyLimitMiddleware:
 
         received = 0
         limit = self.limit
-        response_started = False
+        watched_send = ResponseStartWatch(send)
 
         async def counting_receive() -> Message:
             nonlocal received
@@ -64,16 +65,10 @@ class BodyLimitMiddleware:
                     raise BodyTooLarge(limit)
             return message
 
-        async def send_tracking_start(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
         try:
-            await self.app(scope, counting_receive, send_tracking_start)
+            await self.app(scope, counting_receive, watched_send)
         except BodyTooLarge:
-            if response_started:
+            if watched_send.started:
                 raise
             await send_error(send, _too_large(limit), request_id)
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import logging
 
 from llm_gateway.errors import GatewayError, new_incident_id
-from llm_gateway.middleware.asgi import ASGIApp, Message, Receive, Scope, Send, send_error
+from llm_gateway.middleware.asgi import (
+    ASGIApp,
+    Receive,
+    ResponseStartWatch,
+    Scope,
+    Send,
+    send_error,
+)
 
 log = logging.getLogger("llm_gateway.errors")
 
@@ -18,16 +25,9 @@ class UnexpectedErrorMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        response_started = False
-
-        async def send_tracking_start(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-            await send(message)
-
+        watched_send = ResponseStartWatch(send)
         try:
-            await self.app(scope, receive, send_tracking_start)
+            await self.app(scope, receive, watched_send)
         except Exception:
             incident_id = new_incident_id()
             log.error(
@@ -37,10 +37,10 @@ class UnexpectedErrorMiddleware:
                     "incident_id": incident_id,
                     "method": scope.get("method"),
                     "path": scope.get("path"),
-                    "response_started": response_started,
+                    "response_started": watched_send.started,
                 },
             )
-            if response_started:
+            if watched_send.started:
                 # Headers are gone; the only honest signal left is an aborted connection.
                 raise
             error = GatewayError(incident_id=incident_id)
