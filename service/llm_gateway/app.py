@@ -25,6 +25,7 @@ from llm_gateway.api import health as health_routes
 from llm_gateway.api import llm as llm_routes
 from llm_gateway.api import metrics as metrics_routes
 from llm_gateway.api import openai as openai_routes
+from llm_gateway.api.aliases import add_legacy_aliases
 from llm_gateway.auth.api_keys import ApiKeyStore
 from llm_gateway.auth.authenticator import Authenticator
 from llm_gateway.auth.tokens import TokenService
@@ -227,13 +228,18 @@ def create_app(settings: Settings | None = None, overrides: AppOverrides | None 
     error_handlers.install(app)
     # Routes are matched in this order (twice per request in FastAPI's router): the LLM routes,
     # nearly all of the traffic, first. No two routers share a path, so order changes nothing else.
-    app.include_router(openai_routes.router)
-    app.include_router(llm_routes.router)
-    app.include_router(health_routes.router)
-    app.include_router(auth_routes.router)
-    app.include_router(admin_routes.router)
+    routers = [
+        openai_routes.router,
+        llm_routes.router,
+        health_routes.router,
+        auth_routes.router,
+        admin_routes.router,
+    ]
     if metrics is not None:
-        app.include_router(metrics_routes.router)
+        routers.append(metrics_routes.router)
+    for router in routers:
+        app.include_router(router)
+    add_legacy_aliases(app, routers)
 
     # Added innermost first: the last one added is the outermost layer.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)

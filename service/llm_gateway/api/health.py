@@ -18,18 +18,9 @@ router = APIRouter(tags=["health"])
 READINESS_MAX_AGE = 2.0
 
 
-def _liveness() -> dict[str, str]:
-    return {"status": "alive", "timestamp": utc_now_iso()}
-
-
 @router.get("/livez", summary="Liveness: the process answers", response_class=JSONResponse)
 async def livez() -> dict[str, str]:
-    return _liveness()
-
-
-@router.get("/health", summary="Liveness (original stack's path)", response_class=JSONResponse)
-async def health() -> dict[str, str]:
-    return _liveness()
+    return {"status": "alive", "timestamp": utc_now_iso()}
 
 
 @router.get("/readyz", summary="Readiness: fit to take traffic")

@@ -1,4 +1,4 @@
-"""The gateway's own LLM routes: /llm/generate (and /generate), /models (and /llm/models)."""
+"""The gateway's own LLM routes: /llm/generate and /models (their legacy paths: api/aliases.py)."""
 
 from __future__ import annotations
 
@@ -85,30 +85,7 @@ async def generate(
     return await _generate(body, request, response, principal, llm_service(request))
 
 
-@router.post(
-    "/generate",
-    response_model=GenerateResponse,
-    summary="Answer a prompt (original stack's path)",
-)
-async def generate_legacy(
-    body: GenerateRequest,
-    request: Request,
-    response: Response,
-    principal: LimitedPrincipal,
-) -> GenerateResponse:
-    return await _generate(body, request, response, principal, llm_service(request))
-
-
-async def _models(llm: LLMService) -> JSONResponse:
-    models = await llm.list_models()
-    return JSONResponse({"models": [m.get("id") for m in models], "data": models})
-
-
 @router.get("/models", summary="Models LiteLLM serves")
 async def models(principal: LimitedPrincipal, llm: LLM) -> JSONResponse:
-    return await _models(llm)
-
-
-@router.get("/llm/models", summary="Models LiteLLM serves")
-async def llm_models(principal: LimitedPrincipal, llm: LLM) -> JSONResponse:
-    return await _models(llm)
+    listed = await llm.list_models()
+    return JSONResponse({"models": [m.get("id") for m in listed], "data": listed})
