@@ -34,9 +34,10 @@ lock: | $(UV) ## re-resolve uv.lock after changing pyproject.toml
 	$(UV) lock
 
 .PHONY: lint
-lint: install ## ruff lint and format check
+lint: install ## ruff lint and format check; import layers and no cycles (lint-imports)
 	$(BIN)/ruff check $(PY_PATHS)
 	$(BIN)/ruff format --check $(PY_PATHS)
+	$(BIN)/lint-imports
 
 .PHONY: fmt
 fmt: install ## format and autofix
