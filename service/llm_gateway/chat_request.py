@@ -7,23 +7,33 @@ from typing import Any, Literal
 
 Endpoint = Literal["generate", "chat.completions"]
 
-# Parameters that change the answer, passed through to LiteLLM as given.
-SAMPLING_PARAMS = (
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "max_completion_tokens",
-    "stop",
-    "seed",
-    "n",
-    "presence_penalty",
-    "frequency_penalty",
-    "response_format",
-    "tools",
-    "tool_choice",
-    "logit_bias",
-    "user",
+# Every parameter is passed through to LiteLLM as given. The cache keys on those that can change
+# what the model answers, and only those: the rest (below) would split the cache for nothing.
+ANSWER_CHANGING_PARAMS = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "seed",
+        "response_format",
+        "n",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "functions",
+        "function_call",
+        "reasoning_effort",
+    }
 )
+# Forwarded, but bookkeeping about the caller or the call, not part of the question.
+NOT_ANSWER_CHANGING_PARAMS = frozenset({"user", "metadata", "store", "service_tier", "timeout"})
 
 
 def message_text(message: dict[str, Any]) -> str:

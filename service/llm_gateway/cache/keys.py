@@ -21,32 +21,8 @@ import orjson
 
 from llm_gateway.cache.hashing import normalize_text
 from llm_gateway.cache.request import CacheRequest
+from llm_gateway.chat_request import ANSWER_CHANGING_PARAMS
 
-# Parameters that can change what the model answers. Transport and bookkeeping fields (stream,
-# user, metadata, timeout...) are left out on purpose so they do not split the cache.
-ANSWER_CHANGING_PARAMS = frozenset(
-    {
-        "temperature",
-        "top_p",
-        "max_tokens",
-        "max_completion_tokens",
-        "stop",
-        "seed",
-        "response_format",
-        "n",
-        "presence_penalty",
-        "frequency_penalty",
-        "logit_bias",
-        "logprobs",
-        "top_logprobs",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "functions",
-        "function_call",
-        "reasoning_effort",
-    }
-)
 # Message fields that are part of the conversation the model sees, besides role and content.
 _MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id")
 _NUMBER_OR_WORD = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+")
