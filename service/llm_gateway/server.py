@@ -11,7 +11,6 @@ below gunicorn's graceful_timeout, so gunicorn never has to SIGKILL a worker mid
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import sys
@@ -24,6 +23,7 @@ from gunicorn.arbiter import Arbiter
 from uvicorn_worker import UvicornWorker
 
 from llm_gateway.drain_state import DrainController
+from llm_gateway.settings import load_settings
 
 DRAIN_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 
@@ -83,10 +83,6 @@ def listening_sockets(listeners: list[Any]) -> list[socket.socket]:
     return [getattr(listener, "sock", listener) for listener in listeners]
 
 
-def _graceful_timeout() -> float:
-    return float(os.environ.get("UVICORN_GRACEFUL_TIMEOUT", "25"))
-
-
 class GatewayUvicornWorker(UvicornWorker):  # type: ignore[misc]
     """gunicorn worker class: uvloop + httptools, our drain, no duplicate access log."""
 
@@ -101,15 +97,18 @@ class GatewayUvicornWorker(UvicornWorker):  # type: ignore[misc]
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # The same Settings the master validated in gunicorn_conf (the worker inherits its
+        # environment), so UVICORN_GRACEFUL_TIMEOUT has one parser and one default.
+        self.uvicorn_graceful_timeout = load_settings().uvicorn_graceful_timeout
         self.CONFIG_KWARGS = {
             **type(self).CONFIG_KWARGS,
-            "timeout_graceful_shutdown": _graceful_timeout(),
+            "timeout_graceful_shutdown": self.uvicorn_graceful_timeout,
         }
         super().__init__(*args, **kwargs)
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi
-        server = DrainingServer(self.config, drain_timeout=_graceful_timeout())
+        server = DrainingServer(self.config, drain_timeout=self.uvicorn_graceful_timeout)
         self._install_sigquit_handler()
         await server.serve(sockets=listening_sockets(self.sockets))
         if not server.started:
