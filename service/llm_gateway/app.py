@@ -33,7 +33,6 @@ from llm_gateway.auth.users import UserStore
 from llm_gateway.cache.factory import build_response_cache
 from llm_gateway.client_address import ClientAddressResolver
 from llm_gateway.drain_state import DrainController
-from llm_gateway.errors import ConfigurationError
 from llm_gateway.guard.injection import InjectionDetector
 from llm_gateway.guard.policy import GuardLimits, PromptGuard
 from llm_gateway.guard.security import SecurityMonitor
@@ -50,7 +49,7 @@ from llm_gateway.observability.telemetry import Telemetry, build_telemetry
 from llm_gateway.probes import PROBE_PATHS
 from llm_gateway.ratelimit.limiter import RateLimiter
 from llm_gateway.resilience.breaker import CircuitBreakerRegistry
-from llm_gateway.settings import Settings, development_secret, load_settings
+from llm_gateway.settings import Settings, load_settings, signing_key
 from llm_gateway.tracking.factory import build_trace_tracker
 from llm_gateway.upstream.factory import build_litellm_client
 
@@ -67,27 +66,9 @@ class AppOverrides:
     upstream_transport: httpx.AsyncBaseTransport | None = None
 
 
-def _development_defaults(settings: Settings) -> Settings:
-    if settings.jwt_secret_key is not None:
-        return settings
-    if not settings.is_development:
-        raise ConfigurationError(["JWT_SECRET_KEY must be set and different from default"])
-    from pydantic import SecretStr
-
-    log.warning(
-        "development_jwt_secret_generated",
-        extra={
-            "detail": "ENVIRONMENT=development and no JWT_SECRET_KEY: tokens are signed with "
-            "a random key that dies with this process"
-        },
-    )
-    return settings.model_copy(update={"jwt_secret_key": SecretStr(development_secret())})
-
-
 def create_app(settings: Settings | None = None, overrides: AppOverrides | None = None) -> FastAPI:
     if settings is None:
         settings = load_settings()
-    settings = _development_defaults(settings)
     overrides = overrides or AppOverrides()
 
     drain = DrainController()
@@ -96,10 +77,8 @@ def create_app(settings: Settings | None = None, overrides: AppOverrides | None 
         build_telemetry(settings, overrides.span_processors) if settings.tracing_enabled else None
     )
     client_address = ClientAddressResolver(settings.trusted_proxies)
-    secret = settings.jwt_secret_key
-    assert secret is not None  # _development_defaults guarantees one
     tokens = TokenService(
-        secret.get_secret_value(),
+        signing_key(settings),
         settings.jwt_algorithm,
         settings.jwt_issuer,
         settings.jwt_audience,

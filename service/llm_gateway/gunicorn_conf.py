@@ -27,7 +27,7 @@ from llm_gateway.errors import ConfigurationError  # noqa: E402
 from llm_gateway.observability.logging import configure_logging, logging_config  # noqa: E402
 from llm_gateway.preflight import check_runtime_configuration  # noqa: E402
 from llm_gateway.ratelimit.stores import SHARED_FILE_NAME  # noqa: E402
-from llm_gateway.settings import development_secret, load_settings  # noqa: E402
+from llm_gateway.settings import load_settings, signing_key  # noqa: E402
 
 try:
     _settings = load_settings()
@@ -37,12 +37,14 @@ except ConfigurationError as _error:
         sys.stderr.write(_line + "\n")
     sys.exit(2)
 
+# The master's own lines are JSON from here on (gunicorn applies the same config again).
+configure_logging(_settings.service_name, _settings.log_level)
+
 # Only reachable in development mode (production fails validation above). The master makes one
 # key and the workers inherit it through the environment: each worker inventing its own would
 # reject the tokens its siblings issued.
-_dev_secret_generated = _settings.jwt_secret_key is None
-if _dev_secret_generated:
-    os.environ["JWT_SECRET_KEY"] = development_secret()
+if _settings.jwt_secret_key is None:
+    os.environ["JWT_SECRET_KEY"] = signing_key(_settings)
     _settings = load_settings()
 
 # The default rate-limit store is one SQLite file shared by this master's workers. The master
@@ -85,14 +87,6 @@ def on_starting(server: Any) -> None:
     for stale in _metrics_dir.glob("*.db"):
         stale.unlink()
     _log.info("configuration_loaded", extra={"settings": _settings.redacted_summary()})
-    if _dev_secret_generated:
-        _log.warning(
-            "development_jwt_secret_generated",
-            extra={
-                "detail": "ENVIRONMENT=development and no JWT_SECRET_KEY: tokens are signed "
-                "with a random key shared by this server's workers and lost at restart"
-            },
-        )
     _log.info(
         "gunicorn_starting",
         extra={

@@ -76,6 +76,60 @@ def test_cross_field_problems_are_reported_together() -> None:
     assert any("GUNICORN_GRACEFUL_TIMEOUT" in line for line in lines)
 
 
+def test_a_rule_reading_an_invalid_field_is_not_reported_beside_it() -> None:
+    # With UVICORN_GRACEFUL_TIMEOUT unreadable, the drain budget cannot be judged (its default
+    # would break the rule here): only the field itself is reported.
+    (line,) = problems(UVICORN_GRACEFUL_TIMEOUT="soon", GUNICORN_GRACEFUL_TIMEOUT="20")
+    assert line.startswith("configuration error: UVICORN_GRACEFUL_TIMEOUT")
+
+
+def test_every_broken_rule_between_fields_is_reported_at_once() -> None:
+    lines = problems(
+        JWT_SECRET_KEY="<unset>",
+        CORS_ORIGINS="*",
+        CORS_ALLOW_CREDENTIALS="true",
+        UVICORN_GRACEFUL_TIMEOUT="29",
+        OTEL_EXPORTER="otlp",
+    )
+    assert len(lines) == 4, lines
+    assert lines[0] == "configuration error: JWT_SECRET_KEY must be set and different from default"
+    assert any("CORS_ALLOW_CREDENTIALS" in line for line in lines)
+    assert any("GUNICORN_GRACEFUL_TIMEOUT" in line for line in lines)
+    assert any("OTEL_EXPORTER=otlp needs OTEL_EXPORTER_OTLP_ENDPOINT" in line for line in lines)
+
+
+def test_a_rule_between_fields_does_not_depend_on_which_field_is_declared_first() -> None:
+    # The graceful timeout is declared before the two it bounds; too small a bound and too
+    # large a drain are the same problem either way round.
+    lowered = problems(GUNICORN_GRACEFUL_TIMEOUT="20")
+    raised = problems(SHUTDOWN_FLUSH_TIMEOUT="6")
+    assert ["GUNICORN_GRACEFUL_TIMEOUT" in line for line in lowered + raised] == [True, True]
+
+
+def test_an_explicit_environment_is_read_instead_of_the_process_environment() -> None:
+    # A fresh interpreter with PORT=1234 in its own environment: a mapping without PORT must not
+    # see it, and loading from the mapping must leave os.environ as it was.
+    script = (
+        "import os, sys\n"
+        "from llm_gateway.settings import load_settings\n"
+        "from tests.support.settings import base_env\n"
+        "before = dict(os.environ)\n"
+        "explicit = load_settings(base_env(), env_file=None).port\n"
+        "unchanged = dict(os.environ) == before\n"
+        "sys.stdout.write(repr([explicit, unchanged, load_settings(env_file=None).port]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**base_env(), "PORT": "1234", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[8000, True, 1234]"
+
+
 def test_url_passwords_are_redacted_in_messages_and_summary() -> None:
     (line,) = problems(LITELLM_BASE_URL="ftp://user:hunter2hunter2@host")
     assert "hunter2hunter2" not in line
