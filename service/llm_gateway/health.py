@@ -1,7 +1,9 @@
 """Dependency checks for readiness and /health/detailed.
 
 Liveness never comes here: it answers from the process alone. Each check is an async callable
-that returns optional details or raises; `HealthChecker` runs the requested ones concurrently,
+that returns optional details or raises; the part that owns it registers it by name where the
+part is built (wiring.py), so adding a check is that one line. `HealthChecker` runs the requested
+ones concurrently,
 each under its own timeout, and reuses results younger than the TTL so that a burst of
 /health/detailed calls cannot become a burst of calls to every dependency.
 """
@@ -53,19 +55,20 @@ class CheckResult:
 
 class HealthChecker:
     def __init__(
-        self,
-        checks: Mapping[str, Check],
-        *,
-        timeout: float,
-        ttl: float,
-        clock: Callable[[], float] = time.monotonic,
+        self, *, timeout: float, ttl: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._checks = dict(checks)
+        self._checks: dict[str, Check] = {}
         self._timeout = timeout
         self._ttl = ttl
         self._clock = clock
         self._results: dict[str, CheckResult] = {}
         self._running: dict[str, asyncio.Task[CheckResult]] = {}
+
+    def register(self, name: str, run: CheckFn, *, cacheable: bool = True) -> None:
+        """Add a check; `cacheable=False` for in-process checks that are free and never stale."""
+        if name in self._checks:
+            raise ValueError(f"a health check named {name!r} is already registered")
+        self._checks[name] = Check(run, cacheable)
 
     @property
     def names(self) -> list[str]:

@@ -22,6 +22,7 @@ import uvicorn
 from gunicorn.arbiter import Arbiter
 from uvicorn_worker import UvicornWorker
 
+from llm_gateway.api.deps import started_services
 from llm_gateway.drain_state import DrainController
 from llm_gateway.settings import load_settings
 
@@ -29,9 +30,9 @@ DRAIN_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 
 
 def find_drain(app: Any) -> DrainController | None:
-    state = getattr(app, "state", None)
-    drain = getattr(state, "drain", None)
-    return drain if isinstance(drain, DrainController) else None
+    # None until the lifespan has started the app: before that nothing is served to drain.
+    services = started_services(app)
+    return services.drain if services is not None else None
 
 
 class DrainingServer(uvicorn.Server):

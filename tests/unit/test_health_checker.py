@@ -36,9 +36,25 @@ class CountingCheck:
         return {"version": "1"}
 
 
+def checker_of(checks: Mapping[str, Check], **options: Any) -> HealthChecker:
+    health = HealthChecker(**options)
+    for name, check in checks.items():
+        health.register(name, check.run, cacheable=check.cacheable)
+    return health
+
+
+def test_checks_are_registered_once_each_in_order() -> None:
+    health = HealthChecker(timeout=1, ttl=0)
+    health.register("litellm", CountingCheck())
+    health.register("circuit_breaker", CountingCheck(), cacheable=False)
+    assert health.names == ["litellm", "circuit_breaker"]
+    with pytest.raises(ValueError, match="'litellm' is already registered"):
+        health.register("litellm", CountingCheck())
+
+
 async def test_results_are_cached_for_the_ttl_then_refreshed() -> None:
     clock, check = FakeClock(), CountingCheck()
-    checker = HealthChecker({"dep": Check(check)}, timeout=1, ttl=30, clock=clock)
+    checker = checker_of({"dep": Check(check)}, timeout=1, ttl=30, clock=clock)
     await checker.run()
     clock.now += 29
     await checker.run()
@@ -52,7 +68,7 @@ async def test_results_are_cached_for_the_ttl_then_refreshed() -> None:
 
 async def test_non_cacheable_checks_run_every_time() -> None:
     check = CountingCheck()
-    checker = HealthChecker({"breaker": Check(check, cacheable=False)}, timeout=1, ttl=30)
+    checker = checker_of({"breaker": Check(check, cacheable=False)}, timeout=1, ttl=30)
     await checker.run()
     await checker.run()
     assert check.calls == 2
@@ -66,14 +82,14 @@ async def test_non_cacheable_checks_run_every_time() -> None:
     ],
 )
 async def test_failures_are_reported_as_down_never_raised(outcome: str, error: str) -> None:
-    checker = HealthChecker({"dep": Check(CountingCheck(outcome))}, timeout=1, ttl=0)
+    checker = checker_of({"dep": Check(CountingCheck(outcome))}, timeout=1, ttl=0)
     result = (await checker.run())["dep"]
     assert result.status == "down"
     assert result.error == error
 
 
 async def test_a_slow_check_is_down_after_the_timeout_and_others_still_answer() -> None:
-    checker = HealthChecker(
+    checker = checker_of(
         {"slow": Check(CountingCheck(delay=5)), "fast": Check(CountingCheck())},
         timeout=0.05,
         ttl=0,
@@ -86,14 +102,14 @@ async def test_a_slow_check_is_down_after_the_timeout_and_others_still_answer() 
 
 async def test_concurrent_callers_share_one_check_in_flight() -> None:
     check = CountingCheck(delay=0.05)
-    checker = HealthChecker({"dep": Check(check)}, timeout=1, ttl=0)
+    checker = checker_of({"dep": Check(check)}, timeout=1, ttl=0)
     await asyncio.gather(*(checker.run() for _ in range(10)))
     assert check.calls == 1
 
 
 async def test_max_age_overrides_the_ttl_for_readiness() -> None:
     clock, check = FakeClock(), CountingCheck()
-    checker = HealthChecker({"dep": Check(check)}, timeout=1, ttl=30, clock=clock)
+    checker = checker_of({"dep": Check(check)}, timeout=1, ttl=30, clock=clock)
     await checker.run()
     clock.now += 5
     await checker.run(["dep"], max_age=2)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from llm_gateway.api.deps import AdminPrincipal
+from llm_gateway.api.deps import AdminPrincipal, AppServices
 from llm_gateway.api.health import detailed_health
 from llm_gateway.api.responses import JSONResponse
 from llm_gateway.errors import utc_now_iso
-from llm_gateway.guard.security import SecurityMonitor
-from llm_gateway.resilience.breaker import CircuitBreakerRegistry
 
 router = APIRouter(tags=["admin"])
 
@@ -20,10 +18,8 @@ async def health_detailed(request: Request, principal: AdminPrincipal) -> JSONRe
 
 
 @router.get("/admin/security", summary="Guard refusals and circuit states of this worker (admin)")
-async def security_view(request: Request, principal: AdminPrincipal) -> JSONResponse:
-    monitor: SecurityMonitor = request.app.state.security_monitor
-    breakers: CircuitBreakerRegistry = request.app.state.breakers
-    settings = request.app.state.settings
+async def security_view(parts: AppServices, principal: AdminPrincipal) -> JSONResponse:
+    monitor, breakers, settings = parts.security_monitor, parts.breakers, parts.settings
     return JSONResponse(
         {
             "timestamp": utc_now_iso(),

@@ -8,12 +8,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from llm_gateway.api.deps import CurrentPrincipal, client_address
+from llm_gateway.api.deps import AppServices, CurrentPrincipal, client_address
 from llm_gateway.api.responses import JSONResponse
-from llm_gateway.auth.tokens import TokenService
-from llm_gateway.auth.users import UserStore
 from llm_gateway.errors import AuthenticationFailed
-from llm_gateway.ratelimit.limiter import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +51,12 @@ class MeResponse(BaseModel):
     responses={401: {"description": "Invalid username or password"}, 429: {}},
 )
 async def login(
-    request: Request, body: LoginRequest, address: Annotated[str, Depends(client_address)]
+    request: Request,
+    body: LoginRequest,
+    address: Annotated[str, Depends(client_address)],
+    parts: AppServices,
 ) -> LoginResponse:
-    limiter: RateLimiter = request.app.state.rate_limiter
-    users: UserStore = request.app.state.user_store
-    tokens: TokenService = request.app.state.token_service
+    limiter, users, tokens = parts.rate_limiter, parts.users, parts.tokens
     # Before the password is looked at: a refused attempt costs no argon2 work and tells nothing.
     await limiter.check_login(address, body.username)
     principal = await users.authenticate(body.username, body.password)

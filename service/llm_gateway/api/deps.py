@@ -1,35 +1,56 @@
-"""FastAPI dependency aliases the routes declare: who is calling, and may they, and how often.
+"""The routes' one door to the app's parts, and the dependencies they declare: who is calling,
+may they, and how often.
 
-The app keeps its shared objects on `app.state` (built in create_app / the lifespan):
-`authenticator` (Authenticator), `rate_limiter` (RateLimiter) and `client_address`
-(ClientAddressResolver). Probe and metrics routes depend on none of these, so they never need
-credentials and never count against a limit.
+The lifespan installs one `Services` container (services.py) on the app; this module is its
+only reader. `services(request)` is a plain call for the hot paths (a FastAPI dependency costs a
+solving pass per request); `AppServices` is the same as a declared dependency. Probe and metrics
+routes need no credentials and never count against a limit.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 
-from llm_gateway.auth.authenticator import Authenticator
 from llm_gateway.auth.principal import Principal
-from llm_gateway.client_address import ClientAddressResolver
 from llm_gateway.errors import PermissionDenied
 from llm_gateway.observability.context import user_var
-from llm_gateway.ratelimit.limiter import RateLimiter
+from llm_gateway.services import Services
+
+
+def install_services(app: FastAPI, built: Services) -> None:
+    """The lifespan's call once every part is open."""
+    app.state.services = built
+
+
+def started_services(app: object) -> Services | None:
+    """The app's Services once its lifespan has built them; None before (or for another app)."""
+    built = getattr(getattr(app, "state", None), "services", None)
+    return built if isinstance(built, Services) else None
+
+
+def services(request: Request) -> Services:
+    built: Services = request.app.state.services
+    return built
+
+
+# `async def` on purpose: FastAPI runs plain `def` dependencies in a worker thread.
+async def get_services(request: Request) -> Services:
+    return services(request)
+
+
+AppServices = Annotated[Services, Depends(get_services)]
 
 
 async def client_address(request: Request) -> str:
     """The client's address per TRUSTED_PROXIES (never X-Forwarded-For read blindly)."""
-    resolver: ClientAddressResolver = request.app.state.client_address
-    return resolver.resolve(request.scope)
+    return services(request).client_address.resolve(request.scope)
 
 
 def authenticate(request: Request) -> Principal:
     """The caller, from Authorization or X-Api-Key; raises AuthenticationFailed."""
-    authenticator: Authenticator = request.app.state.authenticator
-    principal = authenticator.authenticate(
+    principal = services(request).authenticator.authenticate(
         request.headers.get("authorization"), request.headers.get("x-api-key")
     )
     # The access log reads scope["state"]["user"]; the JSON logger reads user_var. The request
@@ -59,7 +80,7 @@ AdminPrincipal = Annotated[Principal, Depends(get_admin_principal)]
 # tens of microseconds per level on every request, and this one guards the LLM routes.
 async def get_limited_principal(request: Request, response: Response) -> Principal:
     principal = authenticate(request)
-    limiter: RateLimiter = request.app.state.rate_limiter
+    limiter = services(request).rate_limiter
     if not limiter.enabled:
         return principal
     # Per address, then per caller: one call, so a shared store is asked once per request.

@@ -6,10 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from llm_gateway.api.deps import AppServices, services
 from llm_gateway.api.responses import JSONResponse
-from llm_gateway.drain_state import DrainController
 from llm_gateway.errors import utc_now_iso
-from llm_gateway.health import HealthChecker
 
 router = APIRouter(tags=["health"])
 
@@ -24,10 +23,9 @@ async def livez() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="Readiness: fit to take traffic")
-async def readyz(request: Request, verbose: str | None = None) -> JSONResponse:
-    drain: DrainController = request.app.state.drain
-    checker: HealthChecker = request.app.state.health
-    required: list[str] = request.app.state.readiness_checks
+async def readyz(parts: AppServices, verbose: str | None = None) -> JSONResponse:
+    drain, checker = parts.drain, parts.health
+    required = parts.settings.readiness_checks
     body: dict[str, Any] = {"status": "ready", "timestamp": utc_now_iso()}
     status_code = 200
     if drain.draining:
@@ -47,8 +45,7 @@ async def readyz(request: Request, verbose: str | None = None) -> JSONResponse:
 
 
 async def detailed_health(request: Request) -> JSONResponse:
-    checker: HealthChecker = request.app.state.health
-    results = await checker.run()
+    results = await services(request).health.run()
     healthy = all(result.status == "up" for result in results.values())
     body = {
         "status": "healthy" if healthy else "degraded",

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from llm_gateway.api.deps import LimitedPrincipal
+from llm_gateway.api.deps import LimitedPrincipal, services
 from llm_gateway.api.responses import JSONResponse
 from llm_gateway.api.schemas import GenerateRequest, GenerateResponse
 from llm_gateway.auth.principal import Principal
@@ -20,8 +20,7 @@ router = APIRouter(tags=["llm"])
 def llm_service(request: Request) -> LLMService:
     """The app's LLMService. The hot routes call this instead of declaring the LLM dependency:
     every dependency costs a FastAPI solving pass per request, for what is an attribute read."""
-    service: LLMService = request.app.state.llm
-    return service
+    return services(request).llm
 
 
 # `async def` on purpose: FastAPI runs plain `def` dependencies in a worker thread.
@@ -33,8 +32,7 @@ LLM = Annotated[LLMService, Depends(get_llm)]
 
 
 def default_model(request: Request) -> str:
-    model: str = request.app.state.settings.default_model
-    return model
+    return services(request).settings.default_model
 
 
 def cache_headers(response: Response, completion: Completion) -> None:

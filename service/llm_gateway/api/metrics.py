@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import Response
 
-from llm_gateway.observability.metrics import Metrics
+from llm_gateway.api.deps import AppServices
 
 router = APIRouter(tags=["metrics"])
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
-    registry: Metrics = request.app.state.metrics
-    body, content_type = registry.render()
+async def metrics(parts: AppServices) -> Response:
+    # Routed only when METRICS_ENABLED (create_app), so the registry is there.
+    assert parts.metrics is not None
+    body, content_type = parts.metrics.render()
     return Response(body, media_type=content_type)

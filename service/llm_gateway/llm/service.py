@@ -13,17 +13,16 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from llm_gateway.auth.principal import Principal
 from llm_gateway.cache.request import CacheHit, CacheRequest, CacheTier, ScopeMode, cache_scope
 from llm_gateway.chat_request import ChatRequest
-from llm_gateway.guard.policy import PromptGuard
+from llm_gateway.llm.ports import AnswerCache, ChatUpstream, RequestGuard, TraceSink
 from llm_gateway.observability.context import request_id_var
 from llm_gateway.observability.metrics import Metrics
 from llm_gateway.resilience.deadline import Deadline
 from llm_gateway.tracking.records import TraceError, TraceRecord, now_ns
-from llm_gateway.upstream.litellm import LiteLLMClient
 from llm_gateway.upstream.mapping import Usage
 from llm_gateway.upstream.stream import UpstreamStream
 
@@ -31,17 +30,6 @@ log = logging.getLogger(__name__)
 
 # Only whole answers are worth replaying: a `length` cut or a content filter verdict is not.
 _CACHEABLE_FINISH = frozenset({"stop", "tool_calls"})
-
-
-class AnswerCache(Protocol):
-    async def lookup(self, request: CacheRequest) -> CacheHit | None: ...
-
-    def schedule_store(self, request: CacheRequest, payload: dict[str, Any]) -> None:
-        """Called before the response is written; must not block on slow work (defer it)."""
-
-
-class TraceSink(Protocol):
-    def record(self, record: TraceRecord) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +71,8 @@ class LLMService:
     def __init__(
         self,
         *,
-        upstream: LiteLLMClient,
-        guard: PromptGuard,
+        upstream: ChatUpstream,
+        guard: RequestGuard,
         cache: AnswerCache | None,
         tracker: TraceSink | None,
         cache_scope_mode: ScopeMode,

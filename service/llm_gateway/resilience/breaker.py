@@ -159,7 +159,7 @@ class CircuitBreakerRegistry:
         return dict(sorted(workers.items()))
 
     async def health_check(self) -> dict[str, Any]:
-        """For /health/detailed (`Check(breakers.health_check, cacheable=False)`).
+        """For /health/detailed (registered with cacheable=False).
 
         Down while any worker has a model's circuit open or half-open. `circuits` details this
         worker's (`answered_by`); `workers` lists every worker's states (only models that have

@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI, Request
 
-from llm_gateway.api import auth as auth_routes
-from llm_gateway.api import errors as error_handlers
 from llm_gateway.api.deps import AdminPrincipal, CurrentPrincipal, LimitedPrincipal
-from llm_gateway.auth.api_keys import ApiKeyRecord, ApiKeyStore, generate_api_key, hash_api_key
-from llm_gateway.auth.authenticator import Authenticator
+from llm_gateway.app import create_app
+from llm_gateway.auth.api_keys import generate_api_key, hash_api_key
 from llm_gateway.auth.passwords import hash_password
-from llm_gateway.auth.tokens import TokenService
-from llm_gateway.auth.users import UserRecord, UserStore
-from llm_gateway.client_address import ClientAddressResolver
-from llm_gateway.middleware.access_log import AccessLogMiddleware
-from llm_gateway.middleware.request_id import RequestIdMiddleware
-from llm_gateway.observability.metrics import Metrics
-from llm_gateway.ratelimit.limiter import RateLimiter
+from llm_gateway.auth.users import UserRecord
 from tests.support.app import app_client
 from tests.support.logs import capture_json_logs
+from tests.support.settings import make_settings
 
 SECRET = "route-test-signing-key-0123456789abcdef"
 ERROR_KEYS = {"error", "message", "incident_id", "timestamp", "request_id"}
@@ -38,26 +32,29 @@ USERS = [
 log = logging.getLogger("tests.auth_routes")
 
 
-def build_app(*, login_limit: str = "3/minute", request_limit: str = "100/minute") -> FastAPI:
-    tokens = TokenService(SECRET, "HS256", "llm-gateway", "llm-gateway", 3600)
-    limiter = RateLimiter("memory://", request_limit, "100/minute", login_limit, Metrics())
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await limiter.open()
-        yield
-        await limiter.close()
-
-    app = FastAPI(lifespan=lifespan)
-    error_handlers.install(app)
-    app.include_router(auth_routes.router)
-    app.state.token_service = tokens
-    app.state.user_store = UserStore(USERS)
-    app.state.authenticator = Authenticator(
-        tokens, ApiKeyStore([ApiKeyRecord("batch-jobs", hash_api_key(SERVICE_KEY), "user")])
+def build_app(
+    tmp_path: Path, *, login_limit: str = "3/minute", request_limit: str = "100/minute"
+) -> FastAPI:
+    """The real app, configured with these users, one API key and these limits."""
+    keys_file = tmp_path / "api-keys.json"
+    keys_file.write_text(
+        json.dumps([{"name": "batch-jobs", "key_hash": hash_api_key(SERVICE_KEY), "role": "user"}])
     )
-    app.state.rate_limiter = limiter
-    app.state.client_address = ClientAddressResolver([])
+    users = [
+        {"username": u.username, "password_hash": u.password_hash, "role": u.role} for u in USERS
+    ]
+    settings = make_settings(
+        tmp_path,
+        JWT_SECRET_KEY=SECRET,
+        USERS_JSON=json.dumps(users),
+        API_KEYS_FILE=str(keys_file),
+        RATE_LIMIT_ENABLED="true",
+        RATE_LIMIT_STORAGE_URI="memory://",
+        RATE_LIMIT_LOGIN=login_limit,
+        RATE_LIMIT_USER=request_limit,
+        RATE_LIMIT_IP="100/minute",
+    )
+    app = create_app(settings)
 
     @app.get("/probe/limited")
     async def limited(request: Request, principal: LimitedPrincipal) -> dict[str, str | None]:
@@ -72,14 +69,12 @@ def build_app(*, login_limit: str = "3/minute", request_limit: str = "100/minute
     async def current(principal: CurrentPrincipal) -> dict[str, str]:
         return {"subject": principal.subject}
 
-    app.add_middleware(AccessLogMiddleware, metrics=None, client_address=app.state.client_address)
-    app.add_middleware(RequestIdMiddleware)
     return app
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with app_client(build_app()) as client:
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with app_client(build_app(tmp_path)) as client:
         yield client
 
 
@@ -230,8 +225,8 @@ async def test_a_limited_route_names_the_user_in_state_logs_and_rate_headers(
     assert access["path"] == "/probe/limited"
 
 
-async def test_a_limited_route_answers_429_past_the_per_user_limit() -> None:
-    async with app_client(build_app(request_limit="2/minute")) as client:
+async def test_a_limited_route_answers_429_past_the_per_user_limit(tmp_path: Path) -> None:
+    async with app_client(build_app(tmp_path, request_limit="2/minute")) as client:
         headers = {"X-API-Key": SERVICE_KEY}
         assert (await client.get("/probe/limited", headers=headers)).status_code == 200
         assert (await client.get("/probe/limited", headers=headers)).status_code == 200
@@ -242,8 +237,8 @@ async def test_a_limited_route_answers_429_past_the_per_user_limit() -> None:
         assert (await client.get("/probe/current", headers=headers)).status_code == 200
 
 
-def test_the_auth_routes_are_documented_in_openapi() -> None:
-    paths = build_app().openapi()["paths"]
+def test_the_auth_routes_are_documented_in_openapi(tmp_path: Path) -> None:
+    paths = build_app(tmp_path).openapi()["paths"]
     login_schema = paths["/auth/login"]["post"]["requestBody"]["content"]["application/json"]
     assert login_schema["schema"]["$ref"].endswith("/LoginRequest")
     assert "200" in paths["/auth/me"]["get"]["responses"]

@@ -9,7 +9,7 @@ import pytest
 
 from llm_gateway.cache.embedders import HashingEmbedder, LiteLLMEmbedder
 from llm_gateway.cache.factory import build_embedder, build_response_cache
-from llm_gateway.health import Check, HealthChecker
+from llm_gateway.health import HealthChecker
 from llm_gateway.observability.metrics import Metrics
 from llm_gateway.upstream.factory import build_litellm_client
 from tests.support.settings import make_settings
@@ -47,7 +47,8 @@ async def test_a_cache_built_from_settings_serves_hits_and_reports_health(tmp_pa
         hit = await cache.lookup(chat("What's the capital of France?"))
         assert hit is not None
         assert hit.payload == answer("Paris")
-        checker = HealthChecker({"qdrant": Check(cache.health)}, timeout=2, ttl=0)
+        checker = HealthChecker(timeout=2, ttl=0)
+        checker.register("qdrant", cache.health)
         result = (await checker.run())["qdrant"]
         assert result.status == "up"
         assert result.details["entries"] == 1

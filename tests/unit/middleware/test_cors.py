@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.app import app_client
+from tests.support.app import app_client, running_services
 from tests.support.edge_app import edge_app
 from tests.support.settings import make_settings
 
@@ -32,7 +32,7 @@ def assert_readable_by_the_origin(response: httpx.Response) -> None:
 
 
 async def test_the_drain_503_carries_cors_headers(client: httpx.AsyncClient) -> None:
-    client.app.state.drain.close("lifespan_shutdown")  # type: ignore[attr-defined]
+    running_services(client.app).drain.close("lifespan_shutdown")  # type: ignore[attr-defined]
     response = await client.get("/test/slow", params={"seconds": 0}, headers={"Origin": ORIGIN})
     assert response.status_code == 503
     assert response.json()["error"] == "ServiceDraining"

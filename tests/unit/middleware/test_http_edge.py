@@ -12,7 +12,7 @@ import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.support.app import app_client
+from tests.support.app import app_client, running_services
 from tests.support.edge_app import edge_app
 from tests.support.logs import capture_json_logs
 from tests.support.settings import make_settings
@@ -148,17 +148,17 @@ async def test_a_drain_serves_open_connections_with_close_then_refuses_new_work(
     # (kube-proxy pins established connections to their pod): it is served, and told to close.
     app = client.app  # type: ignore[attr-defined]
     in_flight = asyncio.create_task(client.get("/test/slow", params={"seconds": 0.3}))
-    while app.state.drain.in_flight == 0:
+    while running_services(app).drain.in_flight == 0:
         await asyncio.sleep(0.01)
     with capture_json_logs() as logs:
-        drained = asyncio.create_task(app.state.drain.drain("SIGTERM", timeout=5))
+        drained = asyncio.create_task(running_services(app).drain.drain("SIGTERM", timeout=5))
         await asyncio.sleep(0.05)
         during = await client.get("/test/slow", params={"seconds": 0})
         ready = await client.get("/readyz")
         live = await client.get("/livez")
         finished = await in_flight
         assert await drained is True
-        app.state.drain.close("lifespan_shutdown")
+        running_services(app).drain.close("lifespan_shutdown")
         refused = await client.get("/test/slow", params={"seconds": 0})
     assert during.status_code == 200
     assert during.headers["connection"] == "close"
@@ -187,7 +187,9 @@ async def test_every_answer_is_counted_and_timed_by_route_template_and_status(
     for seconds in (0, 0, 0):
         await client.get("/test/slow", params={"seconds": seconds})
     await client.get("/no/such/route")
-    registry = client.app.state.metrics.registry  # type: ignore[attr-defined]
+    metrics = running_services(client.app).metrics  # type: ignore[attr-defined]
+    assert metrics is not None
+    registry = metrics.registry
     counted = registry.get_sample_value
     slow = {"method": "GET", "route": "/test/slow"}
     assert counted("http_requests_total", {**slow, "status": "200"}) == 3
