@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -95,3 +96,21 @@ def running(process: ManagedProcess, stop_timeout: float = 10.0) -> Iterator[Man
         yield process
     finally:
         process.stop(stop_timeout)
+
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def run_python(
+    script: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`script` in a fresh interpreter at the repository root (for once-per-process behaviour
+    and the process environment); `env` replaces the environment when given."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        env=None if env is None else dict(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPOSITORY,
+    )

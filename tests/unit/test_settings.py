@@ -10,6 +10,7 @@ import pytest
 
 from llm_gateway.errors import ConfigurationError
 from llm_gateway.settings import load_settings
+from tests.support.processes import run_python
 from tests.support.settings import TEST_JWT_SECRET, base_env
 
 
@@ -118,14 +119,7 @@ def test_an_explicit_environment_is_read_instead_of_the_process_environment() ->
         "unchanged = dict(os.environ) == before\n"
         "sys.stdout.write(repr([explicit, unchanged, load_settings(env_file=None).port]))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env={**base_env(), "PORT": "1234", "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    result = run_python(script, {**base_env(), "PORT": "1234", "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     assert result.stdout == "[8000, True, 1234]"
 
@@ -220,13 +214,7 @@ def test_the_deprecated_retry_max_attempts_still_works_and_warns_once_per_proces
         "values = [load_settings(env, env_file=None).retries_after_first_try for _ in range(2)]\n"
         "sys.stdout.write(repr(values))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    result = run_python(script)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "[1, 1]"
     assert result.stderr.count("deprecated_setting") == 1

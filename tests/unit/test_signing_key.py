@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from llm_gateway.errors import ConfigurationError
 from llm_gateway.settings import signing_key
+from tests.support.processes import run_python
 from tests.support.settings import TEST_JWT_SECRET, make_settings
 
 
@@ -39,13 +36,7 @@ def test_development_generates_one_key_per_process_and_announces_it_once() -> No
         "create_app(load_settings(env, env_file=None))\n"
         "sys.stdout.write(repr([len(keys), len(keys.pop()) >= 32]))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    result = run_python(script)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "[1, True]"
     assert result.stderr.count("development_jwt_secret_generated") == 1
