@@ -21,7 +21,7 @@ middleware that answer early) turns them into the one error body shape::
     │   ├── UpstreamAuthError             502  the gateway's LiteLLM key is wrong
     │   ├── UpstreamRateLimited           429  + Retry-After
     │   ├── UpstreamTimeout               504
-    │   ├── UpstreamUnavailable           503  unreachable after retries
+    │   ├── UpstreamUnavailable           503  + Retry-After: unreachable, or 503, after retries
     │   ├── CircuitOpen                   503  + Retry-After
     │   └── StreamInterrupted             (in-band SSE error; headers already sent)
     ├── DependencyUnavailable             503  a required local dependency is down
@@ -29,6 +29,10 @@ middleware that answer early) turns them into the one error body shape::
     └── ServiceDraining                   503  + Retry-After, Connection: close (drain over)
 
     ConfigurationError                    (boot) the environment is refused; never an HTTP answer
+
+Each class also names its OpenAI `error.type` and `error.code` (`openai_type`, `openai_code`):
+error_shapes.py answers in OpenAI's shape on /v1/*. An instance's `code` carries the provider's
+own code through (context_length_exceeded, content_policy_violation...).
 """
 
 from __future__ import annotations
@@ -64,6 +68,11 @@ class ConfigurationError(Exception):
 class GatewayError(Exception):
     status_code: ClassVar[int] = 500
     default_message: ClassVar[str] = "The gateway failed to handle the request"
+    # How OpenAI's API would name this failure on /v1/* (`error.type` and `error.code`; see
+    # error_shapes.py). An instance's `code` (the provider's own, e.g. context_length_exceeded)
+    # wins over the class's.
+    openai_type: ClassVar[str] = "server_error"
+    openai_code: ClassVar[str | None] = "internal_error"
 
     def __init__(
         self,
@@ -73,6 +82,7 @@ class GatewayError(Exception):
         retry_after: float | None = None,
         upstream_status: int | None = None,
         incident_id: str | None = None,
+        code: str | None = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
         self.message = message or self.default_message
@@ -83,6 +93,7 @@ class GatewayError(Exception):
         self.upstream_status = upstream_status
         # Set where the failure is logged, so the body names the same incident as the log line.
         self.incident_id = incident_id
+        self.code = code or self.openai_code
         # Further fields of the error body (for example `fields` of an InvalidRequest).
         self.extra = dict(extra or {})
         super().__init__(self.message)
@@ -108,6 +119,8 @@ class GatewayError(Exception):
 class ClientError(GatewayError):
     status_code = 400
     default_message = "The request cannot be served as sent"
+    openai_type = "invalid_request_error"
+    openai_code: ClassVar[str | None] = None
 
 
 class InvalidRequest(ClientError):
@@ -118,11 +131,13 @@ class InvalidRequest(ClientError):
 
 class ModelNotFound(ClientError):
     status_code = 400
+    openai_code = "model_not_found"
 
 
 class PromptRejected(ClientError):
     status_code = 400
     default_message = "The prompt was rejected by the gateway's prompt guard"
+    openai_code = "prompt_rejected"
 
 
 class UpstreamBadRequest(ClientError):
@@ -132,6 +147,8 @@ class UpstreamBadRequest(ClientError):
 class AuthenticationFailed(ClientError):
     status_code = 401
     default_message = "Missing or invalid credentials"
+    openai_type = "authentication_error"
+    openai_code = "invalid_api_key"
 
     def response_headers(self) -> dict[str, str]:
         headers = super().response_headers()
@@ -142,25 +159,33 @@ class AuthenticationFailed(ClientError):
 class PermissionDenied(ClientError):
     status_code = 403
     default_message = "Your role does not allow this"
+    openai_type = "permission_error"
+    openai_code = "permission_denied"
 
 
 class NotFound(ClientError):
     status_code = 404
     default_message = "No such resource"
+    openai_type = "not_found_error"
+    openai_code = "not_found"
 
 
 class PayloadTooLarge(ClientError):
     status_code = 413
+    openai_code = "payload_too_large"
 
 
 class RateLimited(ClientError):
     status_code = 429
     default_message = "Rate limit exceeded"
+    openai_type = "rate_limit_error"
+    openai_code = "rate_limit_exceeded"
 
 
 class UpstreamError(GatewayError):
     status_code = 502
     default_message = "The upstream model service failed"
+    openai_code = "upstream_error"
 
 
 class UpstreamAuthError(UpstreamError):
@@ -169,36 +194,44 @@ class UpstreamAuthError(UpstreamError):
         "The gateway's credentials for the upstream were refused; an operator must fix "
         "LITELLM_API_KEY (this is not your request's fault)"
     )
+    openai_code = "upstream_auth_error"
 
 
 class UpstreamRateLimited(UpstreamError):
     status_code = 429
     default_message = "The upstream provider is rate limiting; retry after the indicated delay"
+    openai_type = "rate_limit_error"
+    openai_code = "rate_limit_exceeded"
 
 
 class UpstreamTimeout(UpstreamError):
     status_code = 504
     default_message = "The upstream model did not answer within the deadline"
+    openai_code = "timeout"
 
 
 class UpstreamUnavailable(UpstreamError):
     status_code = 503
     default_message = "The upstream model service is unreachable; retry later"
+    openai_code = "service_unavailable"
 
 
 class CircuitOpen(UpstreamError):
     status_code = 503
     default_message = "Circuit breaker is open"
+    openai_code = "circuit_open"
 
 
 class StreamInterrupted(UpstreamError):
     status_code = 502
     default_message = "The upstream stream ended before completing"
+    openai_code = "stream_interrupted"
 
 
 class DependencyUnavailable(GatewayError):
     status_code = 503
     default_message = "A dependency the gateway needs is unavailable"
+    openai_code = "dependency_unavailable"
 
 
 class RateLimitUnavailable(DependencyUnavailable):
@@ -211,6 +244,7 @@ class RateLimitUnavailable(DependencyUnavailable):
 class ServiceDraining(GatewayError):
     status_code = 503
     default_message = "This instance is shutting down; retry and another will answer"
+    openai_code = "service_draining"
 
     def response_headers(self) -> dict[str, str]:
         headers = super().response_headers()

@@ -36,6 +36,7 @@ def edge_app(settings: Settings, span_processors: tuple[SpanProcessor, ...] = ()
         return {"slept": seconds}
 
     @app.get("/test/crash")
+    @app.get("/v1/test/crash")  # an OpenAI-compatible path: errors in OpenAI's shape
     async def crash() -> None:
         raise RuntimeError("simulated bug with secret-looking detail")
 

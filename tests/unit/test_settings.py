@@ -124,6 +124,33 @@ def test_an_explicit_environment_is_read_instead_of_the_process_environment() ->
     assert result.stdout == "[8000, True, 1234]"
 
 
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        pytest.param(
+            {
+                "REQUEST_DEADLINE": "30",
+                "UPSTREAM_REQUEST_TIMEOUT": "30",
+                "STREAM_FIRST_TOKEN_TIMEOUT": "5",
+            },
+            ("REQUEST_DEADLINE", "UPSTREAM_REQUEST_TIMEOUT"),
+            id="deadline-equals-the-model-timeout",
+        ),
+        pytest.param(
+            {"REQUEST_DEADLINE": "20", "STREAM_FIRST_TOKEN_TIMEOUT": "25"},
+            ("STREAM_FIRST_TOKEN_TIMEOUT", "REQUEST_DEADLINE"),
+            id="first-token-past-the-deadline",
+        ),
+    ],
+)
+def test_a_time_budget_that_cannot_fall_back_is_refused_in_one_line(
+    env: dict[str, str], names: tuple[str, ...]
+) -> None:
+    (line,) = problems(**{"UPSTREAM_REQUEST_TIMEOUT": "10", **env})
+    assert all(name in line for name in names), line
+    assert "docs/failure-semantics.md" in line
+
+
 def test_url_passwords_are_redacted_in_messages_and_summary() -> None:
     (line,) = problems(LITELLM_BASE_URL="ftp://user:hunter2hunter2@host")
     assert "hunter2hunter2" not in line

@@ -1,11 +1,8 @@
 """The one mapping from exceptions to HTTP answers, installed on the app.
 
-Every error body has the flat shape of `llm_gateway.errors.error_body`, except where a route
-family speaks another API's dialect: on `/v1/*` (the OpenAI-compatible routes) the errors listed
-in `_OPENAI_ERROR_TYPES` answer in OpenAI's shape,
-`{"error": {"message", "type", "param", "code", "incident_id", "request_id"}}`, so the OpenAI
-SDK raises its own `BadRequestError` with the message. Issue 16 moves the rest of the tree there
-by extending that table.
+The body's shape depends on the path (error_shapes.py): OpenAI's on `/v1/*`, so the OpenAI SDK
+raises its own exception classes and callers can branch on `error.code`; the flat shape of
+`llm_gateway.errors.error_body` everywhere else.
 
 FastAPI's own validation errors (pydantic, malformed JSON) become `InvalidRequest` (400, as
 OpenAI's API answers an invalid parameter) and take the same path as the guard's.
@@ -21,7 +18,19 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
 from llm_gateway.api.responses import JSONResponse
-from llm_gateway.errors import GatewayError, InvalidRequest, error_body, new_incident_id
+from llm_gateway.error_shapes import error_body_for, speaks_openai
+from llm_gateway.errors import (
+    AuthenticationFailed,
+    ClientError,
+    GatewayError,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
+    error_body,
+    new_incident_id,
+)
 
 log = logging.getLogger("llm_gateway.errors")
 
@@ -35,10 +44,14 @@ _HTTP_ERROR_NAMES = {
     415: "UnsupportedMediaType",
     429: "RateLimited",
 }
-# OpenAI's `error.type` for the errors that already answer in its shape on /v1 (issue 16 adds
-# the rest of the tree).
-_OPENAI_ERROR_TYPES: dict[type[GatewayError], str] = {InvalidRequest: "invalid_request_error"}
-_OPENAI_PREFIX = "/v1/"
+# Starlette's own HTTP errors (404 no such route, 405...) as the tree's classes, for /v1 bodies.
+_HTTP_ERROR_CLASSES: dict[int, type[ClientError]] = {
+    401: AuthenticationFailed,
+    403: PermissionDenied,
+    404: NotFound,
+    413: PayloadTooLarge,
+    429: RateLimited,
+}
 
 
 def _request_id(request: Request) -> str | None:
@@ -46,47 +59,10 @@ def _request_id(request: Request) -> str | None:
     return str(request_id) if request_id is not None else None
 
 
-def _openai_error_type(request: Request, exc: GatewayError) -> str | None:
-    if not request.url.path.startswith(_OPENAI_PREFIX):
-        return None
-    for kind, error_type in _OPENAI_ERROR_TYPES.items():
-        if isinstance(exc, kind):
-            return error_type
-    return None
-
-
-def _openai_body(
-    exc: GatewayError, error_type: str, *, request_id: str | None, incident_id: str
-) -> dict[str, Any]:
-    fields = exc.extra.get("fields") or []
-    param = fields[0].get("field") if fields else None
-    return {
-        "error": {
-            "message": exc.message,
-            "type": error_type,
-            "param": param,
-            "code": None,
-            "incident_id": incident_id,
-            "request_id": request_id,
-        }
-    }
-
-
 async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
-    incident_id = exc.incident_id or new_incident_id()
-    request_id = _request_id(request)
-    openai_type = _openai_error_type(request, exc)
-    if openai_type is not None:
-        body = _openai_body(exc, openai_type, request_id=request_id, incident_id=incident_id)
-    else:
-        body = error_body(
-            exc.error_name,
-            exc.message,
-            request_id=request_id,
-            incident_id=incident_id,
-            extra=exc.body_fields(),
-        )
+    incident_id = exc.incident_id = exc.incident_id or new_incident_id()
+    body = error_body_for(request.url.path, exc, request_id=_request_id(request))
     fields: dict[str, Any] = {
         "error": exc.error_name,
         "status": exc.status_code,
@@ -130,8 +106,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    name = _HTTP_ERROR_NAMES.get(exc.status_code, "HTTPError")
-    body = error_body(name, str(exc.detail), request_id=_request_id(request))
+    message = str(exc.detail)
+    request_id = _request_id(request)
+    if speaks_openai(request.url.path):
+        as_gateway_error = _HTTP_ERROR_CLASSES.get(exc.status_code, ClientError)(message)
+        body = error_body_for(request.url.path, as_gateway_error, request_id=request_id)
+    else:
+        name = _HTTP_ERROR_NAMES.get(exc.status_code, "HTTPError")
+        body = error_body(name, message, request_id=request_id)
     headers = dict(exc.headers or {})
     if exc.status_code == 413:
         headers["Connection"] = "close"

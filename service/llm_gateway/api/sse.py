@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from llm_gateway.error_shapes import openai_error
 from llm_gateway.errors import GatewayError, new_incident_id
 from llm_gateway.middleware.asgi import Receive, Scope, Send
 
@@ -30,17 +31,9 @@ SSE_HEADERS = [
 
 
 def error_event(exc: BaseException, *, request_id: str | None, incident_id: str) -> bytes:
-    status = exc.status_code if isinstance(exc, GatewayError) else 500
-    message = exc.message if isinstance(exc, GatewayError) else "The gateway failed mid-stream"
-    payload = {
-        "error": {
-            "type": type(exc).__name__,
-            "message": message,
-            "code": status,
-            "incident_id": incident_id,
-            "request_id": request_id,
-        }
-    }
+    """The in-band error: the `error` object of OpenAI's shape, which the OpenAI SDK raises on."""
+    error = exc if isinstance(exc, GatewayError) else GatewayError("The gateway failed mid-stream")
+    payload = {"error": openai_error(error, request_id=request_id, incident_id=incident_id)}
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llm_gateway.errors import GatewayError, error_body, error_bytes
+from llm_gateway.error_shapes import error_body_for
+from llm_gateway.errors import GatewayError, error_bytes
 
 __all__ = [
     "ASGIApp",
@@ -39,15 +40,11 @@ def header_value(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-async def send_error(send: Send, error: GatewayError, request_id: str | None) -> None:
-    """Answer with the standard error body; for layers outside the router."""
+async def send_error(send: Send, error: GatewayError, scope: Scope) -> None:
+    """Answer with the error body `scope`'s path speaks; for layers outside the router."""
     body = error_bytes(
-        error_body(
-            error.error_name,
-            error.message,
-            request_id=request_id,
-            incident_id=error.incident_id,
-            extra=error.body_fields(),
+        error_body_for(
+            scope.get("path", ""), error, request_id=scope.get("state", {}).get("request_id")
         )
     )
     headers = [

@@ -38,16 +38,15 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = scope.get("state", {}).get("request_id")
         declared = header_value(scope, b"content-length")
         if declared is not None:
             try:
                 length = int(declared)
             except ValueError:
-                await send_error(send, ClientError("Content-Length is not a number"), request_id)
+                await send_error(send, ClientError("Content-Length is not a number"), scope)
                 return
             if length > self.limit:
-                await send_error(send, _too_large(self.limit), request_id)
+                await send_error(send, _too_large(self.limit), scope)
                 return
             await self.app(scope, receive, send)
             return
@@ -70,7 +69,7 @@ class BodyLimitMiddleware:
         except BodyTooLarge:
             if watched_send.started:
                 raise
-            await send_error(send, _too_large(limit), request_id)
+            await send_error(send, _too_large(limit), scope)
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

@@ -23,9 +23,7 @@ class DrainMiddleware:
             return
         drain = self.drain
         if drain.closed:
-            await send_error(
-                send, ServiceDraining(retry_after=1), scope.get("state", {}).get("request_id")
-            )
+            await send_error(send, ServiceDraining(retry_after=1), scope)
             return
 
         async def send_closing_when_draining(message: Message) -> None:

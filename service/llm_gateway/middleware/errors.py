@@ -44,4 +44,4 @@ class UnexpectedErrorMiddleware:
                 # Headers are gone; the only honest signal left is an aborted connection.
                 raise
             error = GatewayError(incident_id=incident_id)
-            await send_error(send, error, scope.get("state", {}).get("request_id"))
+            await send_error(send, error, scope)

@@ -3,18 +3,22 @@
 Built on tenacity's `AsyncRetrying` with our own retry/wait/stop/before_sleep callables and an
 injected `sleep` and `random`, so unit tests run the whole schedule without waiting.
 
-Retried (transient): timeouts, connection errors, 502/503/504 and 429. Never retried: 400, 401,
-403, 404, 422 (the same request fails the same way) and 500: a 500 from the LiteLLM proxy is
-usually a deterministic failure of that request (a provider rejecting its content, a mapping bug,
-a bad config) that a retry would only repeat at three times the cost and latency. A 500 still
-counts as a failure for the circuit breaker, which is where repeated 500s are acted on.
+Retried (transient): timeouts, connection errors, 502/503/504 and 429, and a 500 once per
+request (a chat completion is safe to repeat, but a 500 that comes back twice is the request's
+own, and more tries would only repeat it at more cost). Never retried: 400, 401, 403, 404, 422
+(the same request fails the same way). A timed-out attempt is not retried when the model has
+fallbacks (`retry_timeouts=False`): LiteLLM already spent the attempt walking its chain, and the
+same silent model would only eat the rest of the deadline. Nothing is retried once a byte of the
+answer reached the caller: streams are retried only while they open (see upstream/recovery.py
+for what happens after).
 
 Delays: `backoff_base * 2**n` (1 s, 2 s, 4 s) plus uniform jitter in [0, jitter], capped at
 `backoff_max`. A 429/503 carrying `Retry-After` waits exactly that when it is at most
 `retry_after_cap`; a longer one surfaces the error at once (the caller gets the Retry-After).
 Nothing ever sleeps past the request `Deadline`: when the next delay plus a minimal attempt does
 not fit in what remains, retrying stops and the request ends with `UpstreamTimeout` (504), or
-with the 429 itself when the upstream was rate limiting.
+with the 429/503 itself when the upstream said when to come back. A final 429 or 503 always
+carries `Retry-After`, so the caller knows when no model can answer now.
 """
 
 from __future__ import annotations
@@ -40,7 +44,9 @@ from llm_gateway.resilience.deadline import Deadline
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# A 500 is retried this many times per request, whatever RETRIES_AFTER_FIRST_TRY allows.
+MAX_RETRIES_OF_500 = 1
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -48,7 +54,7 @@ def failure_reason(exc: BaseException) -> str:
     if isinstance(exc, UpstreamTimeout):
         return "timeout"
     if isinstance(exc, UpstreamUnavailable):
-        return "connection"
+        return "connection" if exc.upstream_status is None else f"http_{exc.upstream_status}"
     if isinstance(exc, UpstreamRateLimited):
         return "rate_limited"
     status = upstream_status(exc)
@@ -117,15 +123,33 @@ class RetryPolicy:
         deadline: Deadline,
         model: str,
         metrics: Metrics | None = None,
+        retry_timeouts: bool = True,
     ) -> T:
-        """Call `attempt` until it succeeds or a stop rule holds; raise the right final error."""
+        """Call `attempt` until it succeeds or a stop rule holds; raise the right final error.
+
+        `retry_timeouts=False` (the model has fallbacks): a timed-out attempt ends the call.
+        """
+        failures_500 = 0
+
+        def retryable(exc: BaseException) -> bool:
+            nonlocal failures_500
+            if not is_transient(exc):
+                return False
+            if isinstance(exc, UpstreamTimeout) and not retry_timeouts:
+                return False
+            if upstream_status(exc) == 500:
+                failures_500 += 1
+                return failures_500 <= MAX_RETRIES_OF_500
+            return True
+
         # Most calls succeed at once: make the first attempt without building a retry loop
         # (tenacity's per-call set-up was ~3 % of a worker's CPU). A transient failure enters the
         # loop as its first attempt, replayed, so every rule below sees it as before.
         try:
             return await attempt()
         except Exception as exc:
-            if not is_transient(exc):
+            if not retryable(exc):
+                _with_retry_after(exc, self.backoff(1))
                 raise
             first_failure: list[BaseException] = [exc]
 
@@ -142,7 +166,13 @@ class RetryPolicy:
             return outcome is not None and outcome.failed and is_transient(_error(state))
 
         def wait(state: RetryCallState) -> float:
-            planned["delay"] = self.delay_for(_error(state), state.attempt_number)
+            exc = _error(state)
+            if state.attempt_number == 1:
+                planned["delay"] = self.delay_for(exc, 1)  # judged by `retryable` above
+            else:
+                planned["delay"] = (
+                    self.delay_for(exc, state.attempt_number) if retryable(exc) else None
+                )
             return planned["delay"] or 0.0
 
         def stop(state: RetryCallState) -> bool:
@@ -154,15 +184,16 @@ class RetryPolicy:
         def give_up(state: RetryCallState) -> T:
             exc = _error(state)
             delay = planned["delay"]
-            if isinstance(exc, UpstreamRateLimited) and exc.retry_after is None:
-                # The caller's 429 always says when to come back, even if the upstream didn't.
-                exc.retry_after = self.backoff(state.attempt_number)
+            # The caller's 429 or 503 always says when to come back, even if the upstream didn't.
+            _with_retry_after(exc, self.backoff(state.attempt_number))
             out_of_time = (
                 delay is not None
                 and state.attempt_number <= self.max_retries
                 and delay + self.min_attempt_seconds > deadline.remaining()
             )
-            if out_of_time and not isinstance(exc, UpstreamRateLimited | UpstreamTimeout):
+            # A 429 or 503 is already the honest answer ("not now, come back then").
+            answered = UpstreamRateLimited | UpstreamTimeout | UpstreamUnavailable
+            if out_of_time and not isinstance(exc, answered):
                 raise UpstreamTimeout(
                     f"The request deadline of {deadline.seconds:g} s left no time to retry "
                     f"after {state.attempt_number} attempt(s); last upstream error: {exc}",
@@ -197,6 +228,12 @@ class RetryPolicy:
         )
         result: T = await retrying(replay_then_attempt)
         return result
+
+
+def _with_retry_after(exc: BaseException, default: float) -> BaseException:
+    if isinstance(exc, UpstreamRateLimited | UpstreamUnavailable) and exc.retry_after is None:
+        exc.retry_after = default
+    return exc
 
 
 def _error(state: RetryCallState) -> BaseException:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from llm_gateway.settings.dependency_fields import DependencyFields
 from llm_gateway.settings.service_fields import ServiceFields
 from llm_gateway.settings.values import MISSING_JWT_SECRET
 
@@ -65,6 +66,38 @@ RULES = (
     ),
     Rule(frozenset({"otel_exporter", "otel_exporter_otlp_endpoint"}), _otlp_needs_endpoint),
 )
+
+
+def _deadline_holds_a_fallback(fields: DependencyFields) -> str | None:
+    # docs/failure-semantics.md: a deadline no longer than one model's timeout leaves LiteLLM no
+    # time to fall back, and the gateway would cut it off exactly when it tries to.
+    deadline, timeout = fields.request_deadline, fields.upstream_request_timeout
+    if deadline <= timeout:
+        return (
+            f"REQUEST_DEADLINE ({deadline:g}s) must be greater than UPSTREAM_REQUEST_TIMEOUT "
+            f"({timeout:g}s), or a timed-out model leaves no time for its fallback; see "
+            "docs/failure-semantics.md"
+        )
+    return None
+
+
+def _deadline_holds_a_first_token(fields: DependencyFields) -> str | None:
+    deadline, first_token = fields.request_deadline, fields.stream_first_token_timeout
+    if first_token >= deadline:
+        return (
+            f"STREAM_FIRST_TOKEN_TIMEOUT ({first_token:g}s) must be below REQUEST_DEADLINE "
+            f"({deadline:g}s), or a silent model leaves no time to fail over; see "
+            "docs/failure-semantics.md"
+        )
+    return None
+
+
+# The time budget's rules read the dependency group only (all its fields are valid by then).
+TIME_BUDGET_RULES = (_deadline_holds_a_fallback, _deadline_holds_a_first_token)
+
+
+def time_budget_problems(fields: DependencyFields) -> list[str]:
+    return [problem for rule in TIME_BUDGET_RULES if (problem := rule(fields)) is not None]
 
 
 def cross_field_problems(fields: ServiceFields, *, unknown: Collection[str] = ()) -> list[str]:

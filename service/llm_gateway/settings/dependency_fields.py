@@ -66,6 +66,12 @@ class DependencyFields(BaseModel):
         15, gt=0, description="Longest silence between streamed chunks, seconds."
     )
     models_cache_ttl: float = Field(30, ge=0, description="Seconds the model list is reused.")
+    upstream_read_cascades: bool = Field(
+        True,
+        description="Read each model's fallbacks from LiteLLM (GET /v1/models?include_metadata="
+        "true) so one attempt leaves room for LiteLLM's whole fallback chain; false: every model "
+        "is treated as having none.",
+    )
 
     # --- guard -------------------------------------------------------------------------------
     guard_enabled: bool = Field(True, description="Run prompt-injection heuristics.")

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from llm_gateway.settings.cross_field import cross_field_problems
+from llm_gateway.settings.cross_field import cross_field_problems, time_budget_problems
 from llm_gateway.settings.dependency_fields import DependencyFields
 from llm_gateway.settings.service_fields import ServiceFields
 from llm_gateway.settings.sources import MappingEnvSource, explicit_environment
@@ -54,7 +54,7 @@ class Settings(DependencyFields, ServiceFields, SourcedSettings):
     # not, load_settings runs the rules that do not read them.
     @model_validator(mode="after")
     def _rules_between_fields(self) -> Settings:
-        problems = cross_field_problems(self)
+        problems = cross_field_problems(self) + time_budget_problems(self)
         if problems:
             raise ValueError("\n".join(problems))
         return self

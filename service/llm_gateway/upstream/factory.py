@@ -29,7 +29,9 @@ def build_upstream(
         return AiohttpUpstream(
             settings.litellm_base_url,
             connect_timeout=settings.upstream_connect_timeout,
-            read_timeout=settings.upstream_request_timeout,
+            # The attempt's own timeout (resilience/budget.py) is the real bound; the adapter's
+            # must not cut an attempt that waits for LiteLLM's whole fallback chain.
+            read_timeout=settings.request_deadline,
             max_connections=settings.upstream_max_connections,
             tracer_provider=tracer_provider,
         )
@@ -37,7 +39,7 @@ def build_upstream(
         build_upstream_http_client(
             settings.litellm_base_url,
             connect_timeout=settings.upstream_connect_timeout,
-            request_timeout=settings.upstream_request_timeout,
+            request_timeout=settings.request_deadline,
             max_connections=settings.upstream_max_connections,
             tracer_provider=tracer_provider,
             transport=transport,
@@ -76,4 +78,5 @@ def build_litellm_client(
         stream_idle_timeout=settings.stream_idle_timeout,
         models_cache_ttl=settings.models_cache_ttl,
         metrics=metrics,
+        read_cascades=settings.upstream_read_cascades,
     )

@@ -1,10 +1,12 @@
 """The gateway's client of the LiteLLM proxy: every upstream call goes through here.
 
-Each call runs under one `Deadline`. Each attempt passes the model's circuit breaker, gets the
-smaller of the per-attempt timeout and what the deadline has left, and is timed into the
-`upstream_request_duration_seconds` histogram. The `RetryPolicy` decides whether a failed
-attempt is tried again. Every request carries `Authorization: Bearer <LITELLM_API_KEY>` (when
-set), this request's `X-Request-ID` and, with tracing on, W3C `traceparent`.
+Each call runs under one `Deadline`. Each attempt passes the model's circuit breaker, gets its
+time from the one budget (resilience/budget.py: room for LiteLLM's whole fallback chain, whose
+length the `ModelCatalog` reads from LiteLLM, with LiteLLM's per-model `timeout` sent in the
+request), and is timed into the `upstream_request_duration_seconds` histogram. The
+`RetryPolicy` decides whether a failed attempt is tried again. Every request carries
+`Authorization: Bearer <LITELLM_API_KEY>` (when set), this request's `X-Request-ID` and, with
+tracing on, W3C `traceparent`.
 
 The network is behind the `Upstream` port (upstream/port.py): `AiohttpUpstream` in production,
 `HttpxUpstream` for UPSTREAM_TRANSPORT=httpx and for tests that inject an httpx transport.
@@ -28,8 +30,10 @@ from llm_gateway.errors import GatewayError, ModelNotFound, UpstreamError, Upstr
 from llm_gateway.observability.context import current_request_id
 from llm_gateway.observability.metrics import Metrics
 from llm_gateway.resilience.breaker import CircuitBreakerRegistry
+from llm_gateway.resilience.budget import AttemptPlan, plan_attempt
 from llm_gateway.resilience.deadline import Deadline
 from llm_gateway.resilience.retry import RetryPolicy, failure_reason
+from llm_gateway.upstream.catalog import ModelCatalog
 from llm_gateway.upstream.mapping import (
     Usage,
     attempted_fallbacks,
@@ -81,7 +85,10 @@ class LiteLLMClient:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        read_cascades: bool = False,
     ) -> None:
+        """`read_cascades`: ask LiteLLM for each model's cascade (the factory does); without it
+        every model is its own cascade (unit tests that script every upstream answer)."""
         self._upstream = upstream
         # Built once: each request only adds its X-Request-ID to a copy.
         auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -96,13 +103,13 @@ class LiteLLMClient:
         self._request_timeout = request_timeout
         self._first_token_timeout = stream_first_token_timeout
         self._idle_timeout = stream_idle_timeout
-        self._models_ttl = models_cache_ttl
         self._metrics = metrics
         self._clock = clock
         self._wall_clock = wall_clock  # Retry-After may be an HTTP date
-        self._models: list[dict[str, Any]] | None = None
-        self._models_expire_at = 0.0
-        self._models_lock = asyncio.Lock()
+        self._catalog = ModelCatalog(
+            lambda path: self._get_json(path, "models"), ttl=models_cache_ttl, clock=clock
+        )
+        self._read_cascades = read_cascades
 
     # --- public API ------------------------------------------------------------------------
 
@@ -112,7 +119,8 @@ class LiteLLMClient:
 
     async def chat(self, payload: dict[str, Any], *, deadline: Deadline) -> UpstreamResult:
         """A non-streamed chat completion, OpenAI format in and out."""
-        return await self._post_json("/v1/chat/completions", payload, deadline)
+        chain = len(await self.cascade(str(payload.get("model") or "")))
+        return await self._post_json("/v1/chat/completions", payload, deadline, chain=chain)
 
     async def embeddings(
         self, model: str, inputs: list[str], *, deadline: Deadline | None = None
@@ -135,16 +143,21 @@ class LiteLLMClient:
         body = {**payload, "stream": True}
         body["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
         model = str(payload.get("model") or "")
+        chain = len(await self.cascade(model))
         attempts = 0
         started = self._clock()
 
         async def attempt() -> UpstreamStream:
             nonlocal attempts
             attempts += 1
-            return await self._open_stream(body, model, deadline, attempts, started)
+            return await self._open_stream(body, model, deadline, attempts, started, chain)
 
         stream = await self._retry.run(
-            attempt, deadline=deadline, model=model, metrics=self._metrics
+            attempt,
+            deadline=deadline,
+            model=model,
+            metrics=self._metrics,
+            retry_timeouts=chain == 1,
         )
         try:
             yield stream
@@ -153,18 +166,13 @@ class LiteLLMClient:
 
     async def list_models(self) -> list[dict[str, Any]]:
         """GET /v1/models, reused for `models_cache_ttl` s; one fetch at a time."""
-        if self._models is not None and self._clock() < self._models_expire_at:
-            return self._models
-        async with self._models_lock:
-            if self._models is not None and self._clock() < self._models_expire_at:
-                return self._models
-            body = await self._get_json("/v1/models", "models")
-            data = body.get("data")
-            if not isinstance(data, list):
-                raise UpstreamError("The upstream's model list has no `data` array")
-            self._models = [item for item in data if isinstance(item, dict)]
-            self._models_expire_at = self._clock() + self._models_ttl
-            return self._models
+        return await self._catalog.models()
+
+    async def cascade(self, model: str) -> tuple[str, ...]:
+        """`model`, then the models LiteLLM falls back to after it (never raises)."""
+        if not self._read_cascades:
+            return (model,)
+        return await self._catalog.cascade(model)
 
     async def health(self) -> dict[str, Any]:
         """LiteLLM's liveness (no auth needed there); raises when the proxy is down."""
@@ -198,17 +206,18 @@ class LiteLLMClient:
             self._metrics.upstream_latency.labels(model, outcome).observe(self._clock() - started)
 
     async def _post_json(
-        self, path: str, payload: dict[str, Any], deadline: Deadline
+        self, path: str, payload: dict[str, Any], deadline: Deadline, *, chain: int = 1
     ) -> UpstreamResult:
         model = str(payload.get("model") or "")
-        content = orjson.dumps(payload)
         attempts = 0
         started = self._clock()
 
         async def attempt() -> tuple[UpstreamResponse, dict[str, Any]]:
             nonlocal attempts
             attempts += 1
-            timeout = self._attempt_timeout(deadline, self._request_timeout, model)
+            plan = self._plan(deadline, self._request_timeout, chain, model)
+            timeout = plan.gateway_timeout
+            content = orjson.dumps({**payload, "timeout": plan.upstream_timeout})
             with self._breakers.guard(model), self._attempt_metrics(model):
                 try:
                     async with asyncio.timeout(timeout):
@@ -220,7 +229,11 @@ class LiteLLMClient:
                 return response, self._json_body(response, model)
 
         response, body = await self._retry.run(
-            attempt, deadline=deadline, model=model, metrics=self._metrics
+            attempt,
+            deadline=deadline,
+            model=model,
+            metrics=self._metrics,
+            retry_timeouts=chain == 1,
         )
         provider_model = body.get("model") if isinstance(body.get("model"), str) else None
         return UpstreamResult(
@@ -261,22 +274,30 @@ class LiteLLMClient:
             return {"data": body} if isinstance(body, list) else {"status": body}
         return body
 
-    def _attempt_timeout(self, deadline: Deadline, timeout: float, model: str) -> float:
-        capped = deadline.cap(timeout)
-        if capped <= 0:
+    def _plan(self, deadline: Deadline, timeout: float, chain: int, model: str) -> AttemptPlan:
+        plan = plan_attempt(deadline.remaining(), timeout, chain)
+        if plan is None:
             raise UpstreamTimeout(
                 f"The request deadline of {deadline.seconds:g} s passed before model "
                 f"'{model}' answered"
             )
-        return capped
+        return plan
 
     async def _open_stream(
-        self, body: dict[str, Any], model: str, deadline: Deadline, attempt: int, started: float
+        self,
+        body: dict[str, Any],
+        model: str,
+        deadline: Deadline,
+        attempt: int,
+        started: float,
+        chain: int,
     ) -> UpstreamStream:
         """One attempt: connect, check the status, read up to the first data event."""
-        timeout = self._attempt_timeout(deadline, self._first_token_timeout, model)
+        plan = self._plan(deadline, self._first_token_timeout, chain, model)
+        timeout = plan.gateway_timeout
         with self._breakers.guard(model), self._attempt_metrics(model):
-            content = orjson.dumps(body)
+            # LiteLLM reads `stream_timeout` for streams: its per-model time to the first chunk.
+            content = orjson.dumps({**body, "stream_timeout": plan.upstream_timeout})
             headers = self._headers(self._stream_headers)
             response: UpstreamStreamResponse | None = None
             reader: SseEventReader | None = None

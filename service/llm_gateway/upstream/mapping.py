@@ -90,6 +90,31 @@ def upstream_error_type(content: bytes) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
+# LiteLLM names the exception class in its message ("litellm.ContextWindowExceededError: ...")
+# and often sends the HTTP status as `error.code`: the class is how the provider's code survives.
+_PROVIDER_CODES = (
+    ("ContextWindowExceededError", "context_length_exceeded"),
+    ("ContentPolicyViolationError", "content_policy_violation"),
+)
+
+
+def provider_code(content: bytes, message: str) -> str | None:
+    """The provider's own error code (`error.code` when it is a word), else one LiteLLM's
+    exception class names; None when neither says more than the status."""
+    try:
+        body: Any = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    if isinstance(code, str) and code and not code.isdigit():
+        return code
+    for marker, known in _PROVIDER_CODES:
+        if marker in message:
+            return known
+    return None
+
+
 def parse_retry_after(value: str | None, now: Callable[[], float]) -> float | None:
     """`Retry-After` as seconds from now: delta-seconds or an HTTP date (RFC 9110)."""
     if not value:
@@ -132,7 +157,9 @@ def error_for_response(
     if status in (401, 403) or upstream_error_type(response.content) in _KEY_REFUSED_TYPES:
         return UpstreamAuthError(upstream_status=status)
     if status in (400, 422):
-        return UpstreamBadRequest(message, upstream_status=status)
+        return UpstreamBadRequest(
+            message, upstream_status=status, code=provider_code(response.content, message)
+        )
     if status == 408:
         # LiteLLM answers 408 when ITS timeout for the provider expired: an upstream timeout.
         return UpstreamTimeout(
@@ -150,10 +177,18 @@ def error_for_response(
             retry_after=retry_after,
         )
     if 400 <= status < 500:
-        return UpstreamBadRequest(message, upstream_status=status)
+        return UpstreamBadRequest(
+            message, upstream_status=status, code=provider_code(response.content, message)
+        )
+    if status == 503:
+        # "Not now": the caller gets 503 + Retry-After, not a 502, once retries are spent.
+        return UpstreamUnavailable(
+            f"The upstream for model '{model}' is unavailable (HTTP 503): {message}",
+            retry_after=retry_after,
+            upstream_status=status,
+        )
     return UpstreamError(
         f"The upstream for model '{model}' failed with HTTP {status}: {message}",
-        retry_after=retry_after if status == 503 else None,
         upstream_status=status,
     )
 

@@ -41,6 +41,12 @@ def answer(text: str, model: str = "mock-primary") -> dict[str, Any]:
     }
 
 
+LITELLM_REFUSALS = {
+    "context_length": "ContextWindowExceededError",
+    "content_filter": "ContentPolicyViolationError",
+}
+
+
 class FakeLiteLLM:
     """Answers like LiteLLM's proxy; `mode` switches behaviour between requests."""
 
@@ -57,6 +63,14 @@ class FakeLiteLLM:
         self.chat_calls.append(body)
         if self.mode == "down":
             return httpx.Response(503, json={"error": {"message": "no healthy deployments"}})
+        if self.mode in LITELLM_REFUSALS:
+            # LiteLLM 1.106's body for a provider's refusal: the class in the message, the
+            # status (not the provider's code) as `code`.
+            message = f"litellm.{LITELLM_REFUSALS[self.mode]}: litellm.BadRequestError: refused"
+            return httpx.Response(
+                400,
+                json={"error": {"message": message, "type": None, "param": None, "code": "400"}},
+            )
         if body["model"] == "nope":
             return httpx.Response(
                 400,
@@ -196,7 +210,8 @@ async def test_upstream_outage_opens_the_circuit_and_detailed_health_says_so(
     upstream.mode = "down"
     with capture_json_logs() as logs:
         first = await client.post("/llm/generate", json={"prompt": "a"}, headers=user)
-    assert first.status_code == 502
+    assert first.status_code == 503  # a persistent 503 stays a 503 (with Retry-After)
+    assert "retry-after" in first.headers
     (failure,) = logs.events("request_failed")
     assert failure["incident_id"] == first.json()["incident_id"]
     await client.post("/llm/generate", json={"prompt": "b"}, headers=user)
@@ -272,7 +287,9 @@ async def test_a_cut_stream_ends_with_an_in_band_error_and_no_done(
     events = [line for line in response.text.split("\n\n") if line]
     assert "data: [DONE]" not in events
     error = orjson.loads(events[-1][6:])["error"]
-    assert error["type"] == "StreamInterrupted"
+    # OpenAI's shape, as the non-streamed errors on /v1.
+    assert (error["type"], error["code"]) == ("server_error", "stream_interrupted")
+    assert set(error) == {"message", "type", "param", "code", "incident_id", "request_id"}
     assert INCIDENT.match(error["incident_id"])
     # The worker is fine afterwards.
     upstream.mode = "ok"
@@ -327,3 +344,60 @@ async def test_the_openai_sdk_works_against_the_gateway(
         with pytest.raises(APIError, match="stream"):
             async for _ in stream:
                 pass
+
+
+@pytest.mark.parametrize(
+    ("mode", "code"),
+    [
+        pytest.param("context_length", "context_length_exceeded", id="context-length"),
+        pytest.param("content_filter", "content_policy_violation", id="content-filter"),
+    ],
+)
+async def test_a_provider_refusal_keeps_its_code_in_openai_shape_on_v1_and_flat_elsewhere(
+    client: httpx.AsyncClient, upstream: FakeLiteLLM, mode: str, code: str
+) -> None:
+    headers = await login(client)
+    upstream.mode = mode
+    openai = await client.post(
+        "/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "x"}]},
+        headers=headers,
+    )
+    legacy = await client.post("/llm/generate", json={"prompt": "x"}, headers=headers)
+    assert openai.status_code == legacy.status_code == 400
+    error = openai.json()["error"]
+    assert set(error) == {"message", "type", "param", "code", "incident_id", "request_id"}
+    assert (error["type"], error["code"]) == ("invalid_request_error", code)
+    assert error["request_id"] == openai.headers["x-request-id"]
+    assert INCIDENT.match(error["incident_id"])
+    assert legacy.json().keys() >= ERROR_KEYS
+    assert legacy.json()["error"] == "UpstreamBadRequest"
+    assert len(upstream.chat_calls) == 2  # a refusal is an answer: never retried
+
+
+async def test_the_openai_sdk_raises_bad_request_with_the_providers_code(
+    tmp_path: Path, upstream: FakeLiteLLM
+) -> None:
+    from openai import AsyncOpenAI, BadRequestError, RateLimitError
+
+    settings = make_settings(
+        tmp_path, USERS_JSON=USERS, RATE_LIMIT_ENABLED="true", RATE_LIMIT_USER="2/minute"
+    )
+    app = create_app(settings, AppOverrides(upstream_transport=httpx.MockTransport(upstream)))
+    async with app_client(app) as client:
+        token = (await login(client))["Authorization"].removeprefix("Bearer ")
+        sdk = AsyncOpenAI(
+            base_url="http://gateway/v1", api_key=token, http_client=client, max_retries=0
+        )
+        upstream.mode = "context_length"
+        with pytest.raises(BadRequestError) as refused:
+            await sdk.chat.completions.create(
+                model="smart-router", messages=[{"role": "user", "content": "long"}]
+            )
+        assert refused.value.code == "context_length_exceeded"
+        # The gateway's own limit answers in the same shape on /v1.
+        await sdk.models.list()  # the second request of the 2/minute allowance
+        with pytest.raises(RateLimitError) as limited:
+            await sdk.models.list()
+        assert limited.value.code == "rate_limit_exceeded"
+        assert limited.value.response.headers["retry-after"]

@@ -84,6 +84,24 @@ async def test_transient_failures_are_retried_until_success(
     assert attempts.calls == 3
 
 
+async def test_a_500_is_retried_once_and_then_raised() -> None:
+    clock = FakeClock()
+    attempts = FailingAttempts(*(http_error(500) for _ in range(3)))
+    with pytest.raises(UpstreamError):
+        await policy(clock).run(attempts, deadline=Deadline(60, clock), model="m")
+    assert attempts.calls == 2
+
+
+async def test_a_timeout_is_not_retried_when_the_model_has_fallbacks() -> None:
+    clock = FakeClock()
+    attempts = FailingAttempts(UpstreamTimeout("silent"), UpstreamTimeout("silent"))
+    with pytest.raises(UpstreamTimeout):
+        await policy(clock).run(
+            attempts, deadline=Deadline(60, clock), model="m", retry_timeouts=False
+        )
+    assert attempts.calls == 1
+
+
 @pytest.mark.parametrize(
     "error",
     [
@@ -91,7 +109,6 @@ async def test_transient_failures_are_retried_until_success(
         pytest.param(UpstreamBadRequest("bad", upstream_status=400), id="400"),
         pytest.param(UpstreamBadRequest("bad", upstream_status=422), id="422"),
         pytest.param(UpstreamAuthError(upstream_status=401), id="401"),
-        pytest.param(http_error(500), id="500-is-deterministic"),
         pytest.param(CircuitOpen("open", retry_after=3), id="circuit-open"),
         pytest.param(RuntimeError("bug"), id="our-own-bug"),
     ],

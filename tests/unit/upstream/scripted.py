@@ -112,6 +112,7 @@ def make_client(
     metrics: Metrics | None = None,
     breakers: CircuitBreakerRegistry | None = None,
     wall_clock: Callable[[], float] | None = None,
+    read_cascades: bool = False,
 ) -> LiteLLMClient:
     http = build_upstream_http_client(
         "http://litellm.test",
@@ -132,6 +133,7 @@ def make_client(
         metrics=metrics,
         clock=clock,
         wall_clock=wall_clock or (lambda: 1_700_000_000.0),
+        read_cascades=read_cascades,
     )
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import orjson
@@ -57,7 +58,8 @@ async def test_a_successful_call_reports_model_usage_cost_and_attempts() -> None
     assert result.attempts == 1
     sent = upstream.requests[0]
     assert sent.url == "http://litellm.test/v1/chat/completions"
-    assert orjson.loads(sent.content) == PAYLOAD
+    # LiteLLM's per-model timeout is the request's: 30 s, the whole chain (one model) fitting.
+    assert orjson.loads(sent.content) == {**PAYLOAD, "timeout": 30.0}
 
 
 async def test_requests_carry_the_bearer_key_and_the_request_id() -> None:
@@ -100,9 +102,9 @@ async def test_cost_is_none_when_litellm_could_not_price_the_call() -> None:
             1,
             id="400-key-unknown-to-a-proxy-without-db",
         ),
-        pytest.param(error_reply(500, "boom"), UpstreamError, 502, 1, id="500-not-retried"),
+        pytest.param(error_reply(500, "boom"), UpstreamError, 502, 2, id="500-retried-once"),
         pytest.param(error_reply(502, "bad gw"), UpstreamError, 502, 4, id="502"),
-        pytest.param(error_reply(503, "overloaded"), UpstreamError, 502, 4, id="503"),
+        pytest.param(error_reply(503, "overloaded"), UpstreamUnavailable, 503, 4, id="503"),
         pytest.param(error_reply(504, "gw timeout"), UpstreamError, 502, 4, id="504"),
         pytest.param(error_reply(429, "slow down"), UpstreamRateLimited, 429, 4, id="429"),
         pytest.param(
@@ -207,11 +209,21 @@ async def test_a_retry_after_past_the_cap_surfaces_429_with_it_at_once() -> None
 
 async def test_the_deadline_stops_retries_with_a_504() -> None:
     clock = FakeClock()
-    upstream = ScriptedUpstream(error_reply(503, "overloaded"))
+    upstream = ScriptedUpstream(error_reply(502, "bad gateway"))
     with pytest.raises(UpstreamTimeout) as raised:
         await make_client(upstream, clock).chat(PAYLOAD, deadline=Deadline(2.5, clock))
     assert raised.value.status_code == 504
     assert clock.sleeps == [1.0]  # the next delay (2 s) would not fit in the 1.5 s left
+    assert upstream.calls == 2
+
+
+async def test_a_persistent_503_past_the_deadline_is_a_503_with_retry_after() -> None:
+    clock = FakeClock()
+    upstream = ScriptedUpstream(error_reply(503, "overloaded"))
+    with pytest.raises(UpstreamUnavailable) as raised:
+        await make_client(upstream, clock).chat(PAYLOAD, deadline=Deadline(2.5, clock))
+    assert raised.value.status_code == 503
+    assert raised.value.response_headers()["Retry-After"] == "2"
     assert upstream.calls == 2
 
 
@@ -224,7 +236,7 @@ async def test_a_stalled_attempt_is_cut_by_the_request_timeout() -> None:
 
     upstream = ScriptedUpstream(stall)
     client = make_client(upstream, clock, max_retries=1, request_timeout=0.02)
-    with pytest.raises(UpstreamTimeout, match=r"within 0\.02 s"):
+    with pytest.raises(UpstreamTimeout, match=r"within 0\.022 s"):
         await client.chat(PAYLOAD, deadline=Deadline(45, clock))
     assert upstream.calls == 2
 
@@ -283,3 +295,30 @@ async def test_without_litellm_headers_the_body_model_is_the_model_used() -> Non
     upstream = ScriptedUpstream(json_reply(200, completion(model="mock-gpt")))
     result = await make_client(upstream, clock).chat(PAYLOAD, deadline=Deadline(45, clock))
     assert (result.model_used, result.fallbacks) == ("mock-gpt", 0)
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        pytest.param(
+            {"error": {"message": "litellm.ContextWindowExceededError: too long", "code": "400"}},
+            "context_length_exceeded",
+            id="litellm-class-in-message",
+        ),
+        pytest.param(
+            {"error": {"message": "refused", "code": "content_policy_violation"}},
+            "content_policy_violation",
+            id="provider-code",
+        ),
+        pytest.param({"error": {"message": "bad", "code": "400"}}, None, id="status-only"),
+    ],
+)
+async def test_a_refusal_keeps_the_providers_code_and_is_not_retried(
+    body: dict[str, Any], code: str | None
+) -> None:
+    clock = FakeClock()
+    upstream = ScriptedUpstream(json_reply(400, body))
+    with pytest.raises(UpstreamBadRequest) as raised:
+        await make_client(upstream, clock).chat(PAYLOAD, deadline=Deadline(45, clock))
+    assert raised.value.code == code
+    assert upstream.calls == 1

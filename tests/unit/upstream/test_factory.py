@@ -18,6 +18,7 @@ async def test_the_client_built_from_settings_uses_their_key_and_retry_policy() 
         LITELLM_API_KEY="sk-from-settings-000000",
         RETRIES_AFTER_FIRST_TRY=0,
         LITELLM_BASE_URL="http://litellm.internal:4000",
+        UPSTREAM_READ_CASCADES="false",  # the script answers chat only
     )
     upstream = ScriptedUpstream(error_reply(503, "busy"), json_reply(200, completion()))
     client = build_litellm_client(

@@ -114,10 +114,10 @@ async def test_an_error_status_before_the_first_event_is_retried() -> None:
 async def test_an_error_event_before_the_first_chunk_is_an_upstream_error() -> None:
     clock = FakeClock()
     error = b'data: {"error": {"message": "provider exploded", "code": "500"}}\n\n'
-    upstream = ScriptedUpstream(sse_reply(error))
+    upstream = ScriptedUpstream(sse_reply(error), sse_reply(error), sse_reply(*HAPPY))
     with pytest.raises(UpstreamError, match="provider exploded"):
         await collect(make_client(upstream, clock), Deadline(45, clock))
-    assert upstream.calls == 1  # a 500 is not retried
+    assert upstream.calls == 2  # a 500 is retried once, not more
 
 
 @pytest.mark.parametrize(
