@@ -64,14 +64,21 @@ class MlflowServer(ServiceProcess):
 
 
 def mlflow_server_argv(
-    venv: Path, port: int, store_dir: Path, host: str = "127.0.0.1"
+    venv: Path,
+    port: int,
+    store_dir: Path,
+    host: str = "127.0.0.1",
+    *,
+    backend_store_uri: str | None = None,
+    workers: int = 1,
 ) -> list[str]:
+    """`backend_store_uri` None: sqlite in store_dir (one writer: keep workers at 1 with it)."""
     store_dir = store_dir.resolve()
     return [
         str(venv / "bin" / "mlflow"),
         "server",
         "--backend-store-uri",
-        f"sqlite:///{store_dir / 'mlflow.db'}",
+        backend_store_uri or f"sqlite:///{store_dir / 'mlflow.db'}",
         "--artifacts-destination",
         str(store_dir / "artifacts"),
         "--host",
@@ -79,7 +86,7 @@ def mlflow_server_argv(
         "--port",
         str(port),
         "--workers",
-        "1",
+        str(workers),
     ]
 
 
@@ -91,8 +98,11 @@ def start_mlflow_server(
     *,
     host: str = "127.0.0.1",
     allowed_hosts: str = DEFAULT_ALLOWED_HOSTS,
+    backend_store_uri: str | None = None,
+    workers: int = 1,
 ) -> MlflowServer:
-    """Start `mlflow server` (sqlite store and local artifacts in store_dir); not yet ready."""
+    """Start `mlflow server` (sqlite store unless `backend_store_uri`, local artifacts in
+    store_dir); not yet ready."""
     store_dir.mkdir(parents=True, exist_ok=True)
     env = clean_env()
     # An operator's own list (the environment) wins over the default.
@@ -103,7 +113,9 @@ def start_mlflow_server(
     # The GenAI job runner (scorers, optimizers) is unused here and slows startup.
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
     return MlflowServer(
-        mlflow_server_argv(venv, port, store_dir, host),
+        mlflow_server_argv(
+            venv, port, store_dir, host, backend_store_uri=backend_store_uri, workers=workers
+        ),
         url=f"http://{host}:{port}",
         log_path=log_path,
         env=env,

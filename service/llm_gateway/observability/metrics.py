@@ -25,6 +25,7 @@ from prometheus_client import multiprocess as prometheus_multiprocess
 from prometheus_client.mmap_dict import MmapedDict
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+TRACE_LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
 BREAKER_STATE_VALUE = {"closed": 0, "half_open": 1, "open": 2}
 
 
@@ -124,6 +125,33 @@ class Metrics:
             "LLM call traces by fate: exported, journaled, replayed, dropped.",
             ["outcome"],
             registry=r,
+        )
+        self.trace_export_failures = Counter(
+            "trace_export_failures_total",
+            "Failed uploads to MLflow, by kind: http_error, timeout, unreachable, garbage "
+            "(200 but not an OTLP answer), rejected (records refused for good).",
+            ["kind"],
+            registry=r,
+        )
+        self.trace_export_lag = Histogram(
+            "trace_export_lag_seconds",
+            "From the end of an LLM call to MLflow acknowledging its trace (replays included).",
+            buckets=TRACE_LAG_BUCKETS,
+            registry=r,
+        )
+        # The journal directory is shared by a pod's workers, so each sees the same backlog:
+        # the max over live workers is the pod's figure.
+        self.trace_journal_backlog_bytes = Gauge(
+            "trace_journal_backlog_bytes",
+            "Bytes of traces waiting in the local journal for MLflow (all workers of the pod).",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.trace_journal_oldest_age = Gauge(
+            "trace_journal_oldest_age_seconds",
+            "Age of the oldest trace waiting in the local journal (0 when it is empty).",
+            registry=r,
+            multiprocess_mode="livemax",
         )
 
     def render(self) -> tuple[bytes, str]:

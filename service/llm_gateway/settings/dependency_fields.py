@@ -173,6 +173,20 @@ class DependencyFields(BaseModel):
     trace_replay_interval: float = Field(
         15, gt=0, description="Seconds between attempts to replay the journal."
     )
+    trace_export_batch_size: int = Field(
+        100, ge=1, le=1000, description="Traces per MLflow upload (one OTLP request)."
+    )
+    trace_export_concurrency: int = Field(
+        4, ge=1, le=32, description="MLflow uploads in flight per worker (live and replay)."
+    )
+    trace_export_timeout: float = Field(
+        10, gt=0, description="Seconds one MLflow upload may take before it counts as failed."
+    )
+    trace_backlog_warn_bytes: int = Field(
+        50_000_000,
+        ge=1,
+        description="Journal backlog (bytes, all workers) that logs trace_backlog_high once.",
+    )
 
     @field_validator("litellm_base_url")
     @classmethod

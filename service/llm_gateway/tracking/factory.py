@@ -25,7 +25,11 @@ def build_trace_tracker(settings: Settings, metrics: Metrics | None) -> TraceTra
     if not settings.tracking_enabled:
         return None
     exporter = (
-        MlflowExporter(settings.mlflow_tracking_uri, settings.mlflow_experiment_name)
+        MlflowExporter(
+            settings.mlflow_tracking_uri,
+            settings.mlflow_experiment_name,
+            timeout=settings.trace_export_timeout,
+        )
         if settings.mlflow_tracking_uri
         else None
     )
@@ -41,6 +45,9 @@ def build_trace_tracker(settings: Settings, metrics: Metrics | None) -> TraceTra
         metrics,
         queue_size=settings.trace_queue_size,
         replay_interval=settings.trace_replay_interval,
+        batch_size=settings.trace_export_batch_size,
+        concurrency=settings.trace_export_concurrency,
+        backlog_warn_bytes=settings.trace_backlog_warn_bytes,
         batch_linger=EXPORT_BATCH_LINGER_SECONDS,
     )
 

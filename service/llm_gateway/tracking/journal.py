@@ -29,6 +29,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,17 +281,37 @@ class TraceJournal:
                 if free:
                     path.unlink(missing_ok=True)
 
-    def backlog(self) -> dict[str, int]:
-        """Files and bytes waiting on disk (all workers), for /health/detailed."""
+    def backlog(self, now_ns: int | None = None) -> dict[str, float]:
+        """Files, bytes and the oldest record's age (seconds) waiting on disk, all workers.
+
+        The age is read from the first record of the oldest file (records are appended in
+        order), so it costs one short read, not a scan of the backlog.
+        """
         files = 0
         size = 0
+        oldest: tuple[float, Path] | None = None
         with contextlib.suppress(FileNotFoundError):
             for path in self.directory.iterdir():
                 if path.name.startswith("traces-") and not path.name.endswith(".tmp"):
                     with contextlib.suppress(FileNotFoundError):
-                        size += path.stat().st_size
+                        info = path.stat()
+                        size += info.st_size
                         files += 1
-        return {"files": files, "bytes": size}
+                        if info.st_size and (oldest is None or info.st_mtime < oldest[0]):
+                            oldest = (info.st_mtime, path)
+        age = 0.0
+        if oldest is not None:
+            age = self._age_of_first_record(oldest[1], now_ns or time.time_ns())
+        return {"files": files, "bytes": size, "oldest_age_seconds": age}
+
+    @staticmethod
+    def _age_of_first_record(path: Path, now_ns: int) -> float:
+        try:
+            with path.open("rb") as handle:
+                first = TraceRecord.from_json(handle.readline())
+        except (OSError, ValueError, TypeError, KeyError):
+            return 0.0  # claimed meanwhile, or a torn line: the next look will tell
+        return round(max(0, now_ns - first.ended_at_ns) / 1e9, 3)
 
 
 __all__ = ["ClaimedFile", "TraceJournal"]

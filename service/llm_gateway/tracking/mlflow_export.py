@@ -2,15 +2,15 @@
 
 Why not `mlflow.start_span` / the fluent API: it exports in a background queue and turns every
 upload failure into a logged warning, so an MLflow outage would silently lose traces. Instead each
-record is built into MLflow's own entities (`Span`, `TraceInfo`) and sent with the same two wire
-calls the mlflow-tracing client makes (OTLP `POST /v1/traces` for the span, then `StartTraceV3`
-for the trace info, tags and metadata), but over our own `httpx.Client`: one bounded timeout, no
-hidden retry loop (mlflow's REST helper retries for minutes), and any failure raises, so the
-tracker can journal the batch.
+batch of records becomes one OTLP `POST /v1/traces` (protobuf, one root span per record; MLflow 3
+creates the trace infos and tags from the spans, see mlflow_wire) over our own `httpx.Client`: one
+bounded timeout, no hidden retry loop (mlflow's REST helper retries for minutes), and any failure
+raises, so the tracker can journal the batch. The client is thread-safe: the tracker runs several
+uploads at once (TRACE_EXPORT_CONCURRENCY), each in its own worker thread.
 
 Idempotency: the MLflow trace id is `tr-<record_id>` and the span id is derived from the record id
-too. The server upserts spans by (trace, span) id and merges a second `StartTraceV3` for a known
-trace id, so replaying a record that did reach the server does not create a duplicate trace.
+too. The server upserts spans by (trace, span) id and finds the trace info by its id, so replaying
+a record that did reach the server does not create a second trace.
 
 Requires an MLflow server >= 3.4 with a SQL backend store (spans live in the tracking store).
 Every method blocks: the tracker calls them through `asyncio.to_thread`.
@@ -30,17 +30,36 @@ from llm_gateway.urls import redact_url
 log = logging.getLogger(__name__)
 
 OTLP_TRACES_PATH = "/v1/traces"
-START_TRACE_PATH = "/api/3.0/mlflow/traces"
 EXPERIMENT_BY_NAME_PATH = "/api/2.0/mlflow/experiments/get-by-name"
 EXPERIMENT_CREATE_PATH = "/api/2.0/mlflow/experiments/create"
 EXPERIMENT_ID_HEADER = "x-mlflow-experiment-id"
+OTLP_CONTENT_TYPE = "application/x-protobuf"
 # Answers that reject the records themselves (malformed, too large), not the server's state.
-REJECTED_STATUSES = frozenset({400, 413, 422})
+REJECTED_STATUSES = frozenset({400, 413})
+# MLflow answers 422 both for a span it cannot convert (the record's fault: a rejection) and for a
+# store that failed to write the batch ("Failed to log OpenTelemetry spans": a sqlite lock under
+# concurrent uploads, a database outage). Only the first is final; the second must be retried, or
+# a busy store would turn into dropped traces.
+UNCONVERTIBLE_SPAN_DETAIL = "Cannot convert OpenTelemetry span"
+
+# What went wrong with an upload, for the failure metric and the state-change log line.
+FAILURE_HTTP_ERROR = "http_error"  # the server answered an error status
+FAILURE_TIMEOUT = "timeout"  # no answer within the timeout (a hang)
+FAILURE_UNREACHABLE = "unreachable"  # connection refused, reset, DNS
+FAILURE_GARBAGE = "garbage"  # 200, but not an OTLP export response
+FAILURE_REJECTED = "rejected"  # the server refused these records for good
 
 
 def is_rejection(exc: BaseException) -> bool:
     """True when an export failed because the server refused these records for good."""
-    return isinstance(exc, DependencyUnavailable) and bool(exc.extra.get("rejected"))
+    return failure_kind(exc) == FAILURE_REJECTED
+
+
+def failure_kind(exc: BaseException | None) -> str:
+    """The FAILURE_* kind of an exporter exception (`unreachable` for anything unexpected)."""
+    if isinstance(exc, DependencyUnavailable):
+        return str(exc.extra.get("failure", FAILURE_UNREACHABLE))
+    return FAILURE_UNREACHABLE
 
 
 class MlflowExporter:
@@ -66,8 +85,12 @@ class MlflowExporter:
         try:
             response = self._client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
+            kind = (
+                FAILURE_TIMEOUT if isinstance(exc, httpx.TimeoutException) else FAILURE_UNREACHABLE
+            )
             raise DependencyUnavailable(
-                f"{method} {redact_url(self.tracking_uri)}{path} failed: {type(exc).__name__}"
+                f"{method} {redact_url(self.tracking_uri)}{path} failed: {type(exc).__name__}",
+                extra={"failure": kind},
             ) from exc
         return response
 
@@ -80,11 +103,46 @@ class MlflowExporter:
         return body.get("error_code") if isinstance(body, dict) else None
 
     def _raise_for(self, response: httpx.Response, what: str, *, payload: bool = False) -> None:
-        if response.status_code != 200:
+        if response.status_code == 200:
+            return
+        text = response.text[:300]
+        # The server answered and refused the data itself: resending will not help.
+        rejected = payload and (
+            response.status_code in REJECTED_STATUSES
+            or (response.status_code == 422 and UNCONVERTIBLE_SPAN_DETAIL in text)
+        )
+        raise DependencyUnavailable(
+            f"{what}: HTTP {response.status_code} {text!r}",
+            extra={"failure": FAILURE_REJECTED if rejected else FAILURE_HTTP_ERROR},
+        )
+
+    @staticmethod
+    def _check_export_response(response: httpx.Response) -> None:
+        """A 200 must be an OTLP ExportTraceServiceResponse accepting every span.
+
+        A proxy or a half-broken server can answer 200 with an HTML page or nothing at all; such
+        an answer does not prove the spans were stored, so it fails like an outage.
+        """
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceResponse,
+        )
+
+        content_type = response.headers.get("content-type", "").split(";")[0].strip()
+        problem = None
+        if content_type != OTLP_CONTENT_TYPE:
+            problem = f"content-type {content_type or 'missing'!r}"
+        else:
+            try:
+                answer = ExportTraceServiceResponse.FromString(response.content)
+            except Exception as exc:  # protobuf raises DecodeError or RuntimeWarning subclasses
+                problem = f"undecodable body ({type(exc).__name__})"
+            else:
+                if answer.partial_success.rejected_spans:
+                    problem = f"{answer.partial_success.rejected_spans} spans rejected"
+        if problem is not None:
             raise DependencyUnavailable(
-                f"{what}: HTTP {response.status_code} {response.text[:300]!r}",
-                # The server answered and refused the data itself: resending will not help.
-                extra={"rejected": payload and response.status_code in REJECTED_STATUSES},
+                f"span upload: HTTP 200 but not an OTLP export response: {problem}",
+                extra={"failure": FAILURE_GARBAGE},
             )
 
     def experiment_id(self) -> str:
@@ -99,7 +157,7 @@ class MlflowExporter:
                 "POST", EXPERIMENT_CREATE_PATH, json={"name": self.experiment_name}
             )
             if created.status_code == 200:
-                self._experiment_id = str(created.json()["experiment_id"])
+                self._experiment_id = self._experiment_id_in(created, "experiment_id")
                 log.info(
                     "mlflow_experiment_created",
                     extra={
@@ -113,17 +171,29 @@ class MlflowExporter:
                 "GET", EXPERIMENT_BY_NAME_PATH, params={"experiment_name": self.experiment_name}
             )
         self._raise_for(found, f"experiment {self.experiment_name!r} lookup")
-        self._experiment_id = str(found.json()["experiment"]["experiment_id"])
+        self._experiment_id = self._experiment_id_in(found, "experiment", "experiment_id")
         return self._experiment_id
 
+    @staticmethod
+    def _experiment_id_in(response: httpx.Response, *keys: str) -> str:
+        """The id at `keys` in a 200's JSON body; a body without it is garbage, not a crash."""
+        try:
+            value: Any = response.json()
+            for key in keys:
+                value = value[key]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DependencyUnavailable(
+                f"experiment lookup: HTTP 200 without {'.'.join(keys)}: {response.text[:100]!r}",
+                extra={"failure": FAILURE_GARBAGE},
+            ) from exc
+        return str(value)
+
     def export(self, records: list[TraceRecord]) -> None:
-        """Upload every record as one trace; raises DependencyUnavailable at the first failure.
+        """Upload every record as one trace, in one OTLP request; raises DependencyUnavailable.
 
-        `is_rejection(exc)` tells a refusal of the records (HTTP 400/413/422) from an outage.
-
-        All spans go in one OTLP request; the trace infos follow one by one (MLflow has no batch
-        call for them). A failure part-way leaves some traces uploaded: replaying them is
-        harmless because the ids are deterministic.
+        `failure_kind(exc)` says what went wrong; `is_rejection(exc)` tells a refusal of the
+        records themselves from an outage. MLflow stores a batch all-or-nothing, and a resend
+        after a lost acknowledgement is harmless because the ids are deterministic.
         """
         if not records:
             return
@@ -135,20 +205,10 @@ class MlflowExporter:
             "POST",
             OTLP_TRACES_PATH,
             content=mlflow_wire.otlp_request_body(records),
-            headers={
-                "Content-Type": "application/x-protobuf",
-                EXPERIMENT_ID_HEADER: experiment_id,
-            },
+            headers={"Content-Type": OTLP_CONTENT_TYPE, EXPERIMENT_ID_HEADER: experiment_id},
         )
         self._raise_for(response, "span upload", payload=True)
-        for record in records:
-            response = self._call(
-                "POST",
-                START_TRACE_PATH,
-                content=mlflow_wire.start_trace_body(record, experiment_id),
-                headers={"Content-Type": "application/json"},
-            )
-            self._raise_for(response, f"trace {record.trace_id} upload", payload=True)
+        self._check_export_response(response)
 
     def health(self) -> bool:
         """True when MLflow answers GET /health and its API accepts us; never raises.
@@ -170,4 +230,4 @@ class MlflowExporter:
         self._client.close()
 
 
-__all__ = ["MlflowExporter", "is_rejection"]
+__all__ = ["MlflowExporter", "failure_kind", "is_rejection"]

@@ -1,4 +1,9 @@
-"""MLflow's wire format for a `TraceRecord`: the OTLP span and the StartTraceV3 trace info.
+"""MLflow's wire format for a `TraceRecord`: one OTLP root span that carries the whole trace.
+
+MLflow 3's OTLP endpoint (`POST /v1/traces`) creates the trace info itself from the root span: its
+state from the span status, its token usage from `mlflow.chat.tokenUsage`, its user from `user.id`
+and its tags from `mlflow.traceTag.<key>` attributes. So one request per batch is the whole upload
+(no StartTraceV3 per record: that was one more round trip per trace, the cost this format avoids).
 
 Kept apart from the HTTP client because importing mlflow costs seconds: `MlflowExporter` imports
 this module on its first export, in its worker thread, so neither import time nor a worker's
@@ -7,44 +12,26 @@ startup pays for it (and a gateway without MLFLOW_TRACKING_URI never loads mlflo
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from mlflow.entities import SpanType, Trace, TraceData, TraceInfo, TraceLocation, TraceState
+from mlflow.entities import SpanType
 from mlflow.entities.span import Span
 from mlflow.entities.span_status import SpanStatus, SpanStatusCode
-from mlflow.protos.service_pb2 import StartTraceV3
-from mlflow.tracing.constant import (
-    TRACE_SCHEMA_VERSION,
-    TRACE_SCHEMA_VERSION_KEY,
-    SpanAttributeKey,
-    SpansLocation,
-    TraceMetadataKey,
-    TraceTagKey,
-)
+from mlflow.tracing.constant import SpanAttributeKey, TraceTagKey
 from mlflow.tracing.utils import build_otel_context, dump_span_attribute_value
-from mlflow.utils.proto_json_utils import message_to_json
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 
 from llm_gateway.tracking.records import TraceRecord
 
-PREVIEW_CHARS = 1000
-# Tags (searchable, e.g. `tags.request_id = '...'`) and metadata carry the same keys.
+# Trace tags (searchable, e.g. `tags.request_id = '...'`), sent as root-span attributes.
 GATEWAY_KEYS = ("request_id", "user", "model", "cache_tier", "status", "record_id")
 
 
 def _span_id_for(record: TraceRecord) -> int:
     # 64 bits of the record id: deterministic, so a replay upserts the same span.
     return int(record.record_id[16:], 16) or 1
-
-
-def _preview(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    return text[:PREVIEW_CHARS]
 
 
 def _gateway_fields(record: TraceRecord) -> dict[str, str]:
@@ -91,6 +78,8 @@ def build_span(record: TraceRecord) -> Span:
     }
     if (usage := _usage(record)) is not None:
         attributes[SpanAttributeKey.CHAT_USAGE] = usage
+    if record.user:
+        attributes["user.id"] = record.user
     if record.error is not None:
         attributes["gateway.error"] = {"type": record.error.type, "message": record.error.message}
     status = (
@@ -98,6 +87,8 @@ def build_span(record: TraceRecord) -> Span:
         if record.status == "error" and record.error is not None
         else SpanStatus(SpanStatusCode.ERROR if record.status == "error" else SpanStatusCode.OK)
     )
+    tags = {TraceTagKey.TRACE_NAME: f"llm.{record.endpoint}", **_gateway_fields(record)}
+    attributes.update({f"{SpanAttributeKey.TRACE_TAG_PREFIX}{k}": v for k, v in tags.items()})
     otel_trace_id = int(record.record_id, 16)
     readable = ReadableSpan(
         name=f"llm.{record.endpoint}",
@@ -113,32 +104,6 @@ def build_span(record: TraceRecord) -> Span:
     return Span(readable)
 
 
-def build_trace_info(record: TraceRecord, experiment_id: str) -> TraceInfo:
-    fields = _gateway_fields(record)
-    metadata = {TRACE_SCHEMA_VERSION_KEY: str(TRACE_SCHEMA_VERSION), **fields}
-    if record.user:
-        metadata[TraceMetadataKey.TRACE_USER] = record.user
-    if (usage := _usage(record)) is not None:
-        metadata[TraceMetadataKey.TOKEN_USAGE] = json.dumps(usage)
-    tags = {
-        TraceTagKey.TRACE_NAME: f"llm.{record.endpoint}",
-        TraceTagKey.SPANS_LOCATION: SpansLocation.TRACKING_STORE.value,
-        **fields,
-    }
-    return TraceInfo(
-        trace_id=record.trace_id,
-        trace_location=TraceLocation.from_experiment_id(experiment_id),
-        request_time=record.started_at_ns // 1_000_000,
-        execution_duration=record.duration_ns // 1_000_000,
-        state=TraceState.ERROR if record.status == "error" else TraceState.OK,
-        request_preview=_preview(record.inputs),
-        response_preview=_preview(record.outputs),
-        client_request_id=record.request_id,
-        trace_metadata=metadata,
-        tags=tags,
-    )
-
-
 def otlp_request_body(records: list[TraceRecord]) -> bytes:
     """One OTLP ExportTraceServiceRequest (protobuf) holding every record's root span."""
     request = ExportTraceServiceRequest()
@@ -148,12 +113,4 @@ def otlp_request_body(records: list[TraceRecord]) -> bytes:
     return body
 
 
-def start_trace_body(record: TraceRecord, experiment_id: str) -> bytes:
-    """The StartTraceV3 JSON body: trace info, tags and metadata (spans went by OTLP)."""
-    trace = Trace(info=build_trace_info(record, experiment_id), data=TraceData(spans=[]))
-    proto = trace.to_proto()  # type: ignore[no-untyped-call]
-    body: str = message_to_json(StartTraceV3(trace=proto))
-    return body.encode()
-
-
-__all__ = ["build_span", "build_trace_info", "otlp_request_body", "start_trace_body"]
+__all__ = ["build_span", "otlp_request_body"]

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from llm_gateway.errors import DependencyUnavailable
 from llm_gateway.observability.metrics import Metrics
+from llm_gateway.tracking.mlflow_export import FAILURE_REJECTED
 from llm_gateway.tracking.records import TraceRecord
 
 
@@ -25,18 +26,40 @@ class FakeExporter:
         self.hang: threading.Event | None = None
         self.fail_after: int | None = None  # records accepted before failing mid-replay
         self.reject_ids: set[str] = set()  # records the server refuses for good (HTTP 400)
+        self.delay = 0.0  # seconds each export takes (in its worker thread)
+        self.error: Exception | None = None  # raised by every export while set
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
 
     def export(self, records: list[TraceRecord]) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self._export(records)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _export(self, records: list[TraceRecord]) -> None:
+        if self.delay:
+            time.sleep(self.delay)
+        if self.error is not None:
+            raise self.error
         if self.hang is not None:
             self.hang.wait(timeout=10)
         if self.failing:
             raise DependencyUnavailable("MLflow is down")
         if any(r.record_id in self.reject_ids for r in records):
-            raise DependencyUnavailable("span upload: HTTP 400", extra={"rejected": True})
+            raise DependencyUnavailable(
+                "span upload: HTTP 400", extra={"failure": FAILURE_REJECTED}
+            )
         if self.fail_after is not None and len(self.received) + len(records) > self.fail_after:
             raise DependencyUnavailable("MLflow went down mid-replay")
-        self.batches.append(len(records))
-        self.received.extend(records)
+        with self._lock:
+            self.batches.append(len(records))
+            self.received.extend(records)
 
     def health(self) -> bool:
         return self.healthy and not self.failing

@@ -222,11 +222,15 @@ def test_a_record_survives_the_journal_unchanged(
     journal.close()
 
 
-def test_backlog_reports_files_and_bytes_waiting(tmp_path: Path, journal_at: OpenJournal) -> None:
+def test_backlog_reports_files_bytes_and_the_oldest_age(
+    tmp_path: Path, journal_at: OpenJournal
+) -> None:
     journal = journal_at(tmp_path / "journal", 10**6, 5)
-    assert journal.backlog() == {"files": 0, "bytes": 0}
-    journal.append([make_record(0)])
-    backlog = journal.backlog()
+    assert journal.backlog() == {"files": 0, "bytes": 0, "oldest_age_seconds": 0.0}
+    oldest, newer = make_record(0), make_record(1)
+    journal.append([oldest, newer])
+    backlog = journal.backlog(now_ns=oldest.ended_at_ns + 90 * 10**9)
     assert backlog["files"] == 1
-    assert backlog["bytes"] == len(make_record(0).to_json()) + 1
+    assert backlog["bytes"] == len(oldest.to_json()) + len(newer.to_json()) + 2
+    assert backlog["oldest_age_seconds"] == 90.0  # the first record's, not the newest
     journal.close()

@@ -1,4 +1,4 @@
-"""MlflowExporter: the wire calls a record becomes, and that every failure raises."""
+"""MlflowExporter: the one OTLP call a batch becomes, and that every failure raises, by kind."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 from mlflow.entities.span import Span
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 
 from llm_gateway.errors import DependencyUnavailable
-from llm_gateway.tracking.mlflow_export import MlflowExporter, is_rejection
+from llm_gateway.tracking.mlflow_export import MlflowExporter, failure_kind, is_rejection
 from llm_gateway.tracking.records import TraceError
 from tests.unit.tracking.fakes import make_record
 
@@ -26,12 +29,19 @@ class FakeMlflow:
         self.requests: list[httpx.Request] = []
         self.fail_path: str | None = None
         self.fail_status = 503
+        self.fail_body: dict[str, object] = {"error_code": "X", "message": "no"}
+        # What /v1/traces answers with 200 (MLflow: an empty protobuf ExportTraceServiceResponse).
+        self.export_answer = httpx.Response(
+            200,
+            content=ExportTraceServiceResponse().SerializeToString(),
+            headers={"content-type": "application/x-protobuf"},
+        )
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         path = request.url.path
         if path == self.fail_path:
-            return httpx.Response(self.fail_status, json={"error_code": "X", "message": "no"})
+            return httpx.Response(self.fail_status, json=self.fail_body)
         if path == "/api/2.0/mlflow/experiments/get-by-name":
             name = request.url.params["experiment_name"]
             if name not in self.experiments:
@@ -43,8 +53,8 @@ class FakeMlflow:
             name = json.loads(request.content)["name"]
             self.experiments[name] = str(len(self.experiments) + 1)
             return httpx.Response(200, json={"experiment_id": self.experiments[name]})
-        if path in ("/v1/traces", "/api/3.0/mlflow/traces"):
-            return httpx.Response(200, json={})
+        if path == "/v1/traces":
+            return self.export_answer
         if path == "/health":
             return httpx.Response(200, text="OK")
         return httpx.Response(404)
@@ -78,7 +88,7 @@ def test_the_experiment_is_created_once_and_then_reused(
     assert len(server.sent("/api/2.0/mlflow/experiments/get-by-name")) == 1
 
 
-def test_a_batch_becomes_one_span_upload_and_one_trace_per_record(
+def test_a_batch_becomes_one_otlp_upload_whose_spans_carry_the_trace_tags(
     exporter: MlflowExporter, server: FakeMlflow
 ) -> None:
     ok = make_record(1, cache_tier="exact")
@@ -109,14 +119,15 @@ def test_a_batch_becomes_one_span_upload_and_one_trace_per_record(
         "total_tokens": 7,
     }
 
-    infos = [
-        json.loads(r.content)["trace"]["trace_info"] for r in server.sent("/api/3.0/mlflow/traces")
-    ]
-    assert [i["trace_id"] for i in infos] == [ok.trace_id, failed.trace_id]
-    assert [i["state"] for i in infos] == ["OK", "ERROR"]
-    assert infos[0]["client_request_id"] == ok.request_id
-    assert infos[0]["execution_duration"] == "0.012s"
-    assert infos[0]["tags"] == infos[0]["tags"] | {
+    # The trace info comes from the span: MLflow reads its tags and user from these attributes.
+    assert decoded.attributes["mlflow.traceRequestId"] == ok.trace_id
+    assert decoded.attributes["user.id"] == "alice"
+    tags = {
+        key.removeprefix("mlflow.traceTag."): value
+        for key, value in decoded.attributes.items()
+        if key.startswith("mlflow.traceTag.")
+    }
+    assert tags == {
         "request_id": "req-1",
         "user": "alice",
         "model": "gpt-test",
@@ -125,7 +136,11 @@ def test_a_batch_becomes_one_span_upload_and_one_trace_per_record(
         "record_id": ok.record_id,
         "mlflow.traceName": "llm.generate",
     }
-    assert infos[0]["trace_metadata"]["record_id"] == ok.record_id
+    # One request for the whole batch: no per-trace StartTraceV3 call.
+    assert [r.url.path for r in server.requests if r.method == "POST"] == [
+        "/api/2.0/mlflow/experiments/create",
+        "/v1/traces",
+    ]
 
 
 def test_the_same_record_always_maps_to_the_same_trace(exporter: MlflowExporter) -> None:
@@ -138,7 +153,6 @@ def test_the_same_record_always_maps_to_the_same_trace(exporter: MlflowExporter)
     [
         pytest.param("/api/2.0/mlflow/experiments/get-by-name", id="experiment-lookup"),
         pytest.param("/v1/traces", id="span-upload"),
-        pytest.param("/api/3.0/mlflow/traces", id="trace-info-upload"),
     ],
 )
 def test_any_failed_call_raises(
@@ -150,23 +164,81 @@ def test_any_failed_call_raises(
     assert not is_rejection(failure.value)  # an outage: journal and retry later
 
 
+UNCONVERTIBLE = {"detail": "Cannot convert OpenTelemetry span to MLflow span"}
+STORE_FAILED = {"detail": "Failed to log OpenTelemetry spans"}
+
+
 @pytest.mark.parametrize(
-    ("failing_path", "status", "rejected"),
+    ("failing_path", "status", "body", "rejected"),
     [
-        pytest.param("/v1/traces", 400, True, id="span-refused"),
-        pytest.param("/api/3.0/mlflow/traces", 413, True, id="trace-too-large"),
-        pytest.param("/api/2.0/mlflow/experiments/get-by-name", 400, False, id="bad-experiment"),
-        pytest.param("/v1/traces", 500, False, id="server-error"),
+        pytest.param("/v1/traces", 400, {}, True, id="span-refused"),
+        pytest.param("/v1/traces", 413, {}, True, id="batch-too-large"),
+        pytest.param("/v1/traces", 422, UNCONVERTIBLE, True, id="span-unconvertible"),
+        # MLflow's answer when its store fails (a locked sqlite, a database outage): retry.
+        pytest.param("/v1/traces", 422, STORE_FAILED, False, id="store-write-failed"),
+        pytest.param("/api/2.0/mlflow/experiments/get-by-name", 400, {}, False, id="bad-exp"),
+        pytest.param("/v1/traces", 500, {}, False, id="server-error"),
     ],
 )
 def test_only_a_refusal_of_the_records_themselves_counts_as_a_rejection(
-    exporter: MlflowExporter, server: FakeMlflow, failing_path: str, status: int, rejected: bool
+    exporter: MlflowExporter,
+    server: FakeMlflow,
+    failing_path: str,
+    status: int,
+    body: dict[str, object],
+    rejected: bool,
 ) -> None:
     server.fail_path = failing_path
     server.fail_status = status
+    server.fail_body = body
     with pytest.raises(DependencyUnavailable) as failure:
         exporter.export([make_record(1)])
     assert is_rejection(failure.value) is rejected
+    assert failure_kind(failure.value) == ("rejected" if rejected else "http_error")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(httpx.Response(200, text="<html>proxy</html>"), id="html-page"),
+        pytest.param(httpx.Response(200), id="empty-no-content-type"),
+        pytest.param(
+            httpx.Response(
+                200, content=b"\xff\xff\xff", headers={"content-type": "application/x-protobuf"}
+            ),
+            id="undecodable-protobuf",
+        ),
+        pytest.param(
+            httpx.Response(
+                200,
+                content=ExportTraceServiceResponse(
+                    partial_success={"rejected_spans": 1, "error_message": "no"}
+                ).SerializeToString(),
+                headers={"content-type": "application/x-protobuf"},
+            ),
+            id="spans-rejected-in-a-200",
+        ),
+    ],
+)
+def test_a_200_that_is_not_an_otlp_answer_fails_as_garbage(
+    exporter: MlflowExporter, server: FakeMlflow, answer: httpx.Response
+) -> None:
+    server.export_answer = answer
+    with pytest.raises(DependencyUnavailable, match="not an OTLP export response") as failure:
+        exporter.export([make_record(1)])
+    assert failure_kind(failure.value) == "garbage"
+    assert not is_rejection(failure.value)
+
+
+def test_a_server_that_does_not_answer_in_time_fails_as_a_timeout() -> None:
+    def hang(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    exporter = MlflowExporter("http://mlflow.test:5000", "x", transport=httpx.MockTransport(hang))
+    with pytest.raises(DependencyUnavailable, match="ReadTimeout") as failure:
+        exporter.export([make_record(1)])
+    assert failure_kind(failure.value) == "timeout"
+    exporter.close()
 
 
 def test_an_unreachable_server_raises_and_reports_unhealthy() -> None:
@@ -196,3 +268,14 @@ def test_a_server_whose_api_refuses_us_is_not_healthy(
 def test_an_empty_batch_makes_no_call(exporter: MlflowExporter, server: FakeMlflow) -> None:
     exporter.export([])
     assert server.requests == []
+
+
+def test_an_experiment_lookup_answered_with_garbage_fails_as_garbage() -> None:
+    def html(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="<html>proxy</html>")
+
+    exporter = MlflowExporter("http://mlflow.test:5000", "x", transport=httpx.MockTransport(html))
+    with pytest.raises(DependencyUnavailable, match="without experiment.experiment_id") as failure:
+        exporter.export([make_record(1)])
+    assert failure_kind(failure.value) == "garbage"
+    exporter.close()

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,7 +44,9 @@ def exporter() -> FakeExporter:
 
 @pytest.fixture
 def build(tmp_path: Path, metrics: Metrics) -> Callable[..., TraceTracker]:
-    def _build(exporter: FakeExporter | None, queue_size: int = 100) -> TraceTracker:
+    def _build(
+        exporter: FakeExporter | None, queue_size: int = 100, **options: Any
+    ) -> TraceTracker:
         journal = TraceJournal(tmp_path, max_bytes=10**6, max_files=5, metrics=metrics)
         return TraceTracker(
             exporter,
@@ -53,6 +56,7 @@ def build(tmp_path: Path, metrics: Metrics) -> Callable[..., TraceTracker]:
             replay_interval=15,
             batch_size=4,
             sleep=sleep_forever,  # replay runs only when a test calls replay_once()
+            **options,
         )
 
     return _build
@@ -80,7 +84,8 @@ async def test_recorded_traces_are_exported_in_batches(
     # The exporter runs in a thread and fills `received` there; the tracker counts a batch once
     # that thread returns to the loop, so the count may trail `received` by one batch.
     await eventually(lambda: traces_count(metrics, "exported") == 10)
-    assert exporter.received == records
+    # Batches run concurrently, so they may land in any order.
+    assert sorted(r.record_id for r in exporter.received) == sorted(r.record_id for r in records)
     assert max(exporter.batches) <= 4
     assert traces_count(metrics, "journaled") == 0
 
@@ -139,7 +144,11 @@ async def test_replay_after_recovery_sends_everything_once_and_empties_the_journ
     assert event["replayed"] == 9
     assert event["left_in_journal"] == 0
     assert logs.events("trace_export_recovered")
-    assert (await tracker.health())["journal_backlog"] == {"files": 0, "bytes": 0}
+    assert (await tracker.health())["journal_backlog"] == {
+        "files": 0,
+        "bytes": 0,
+        "oldest_age_seconds": 0.0,
+    }
     # MLflow is marked up again: new records go straight out.
     tracker.record(make_record(100))
     await eventually(lambda: len(exporter.received) == 10)
@@ -341,3 +350,68 @@ async def test_a_record_waiting_in_the_linger_is_journaled_by_close(
     await asyncio.sleep(0.01)  # the export task has taken it and is lingering
     await tracker.close(timeout=1)
     assert [r.request_id for r in journaled_records(tmp_path)] == ["req-1"]
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+async def test_live_uploads_run_concurrently_but_never_more_than_the_bound(
+    build: Callable[..., TraceTracker],
+    exporter: FakeExporter,
+    metrics: Metrics,
+    concurrency: int,
+) -> None:
+    exporter.delay = 0.05  # each upload takes a while, so batches pile up behind the bound
+    tracker = build(exporter, queue_size=1000, concurrency=concurrency)
+    await tracker.start()
+    records = [make_record(n) for n in range(40)]
+    for rec in records:
+        tracker.record(rec)
+    await eventually(lambda: traces_count(metrics, "exported") == 40, timeout=10)
+    await tracker.close(timeout=1)
+
+    assert exporter.max_in_flight == concurrency
+    assert sorted(r.record_id for r in exporter.received) == sorted(r.record_id for r in records)
+    assert traces_count(metrics, "journaled") == 0
+
+
+async def test_replay_sends_windows_of_concurrent_batches_and_keeps_what_failed(
+    build: Callable[..., TraceTracker], exporter: FakeExporter, metrics: Metrics, tmp_path: Path
+) -> None:
+    tracker = build(exporter, concurrency=3)
+    journal = TraceJournal(tmp_path, 10**6, 5, metrics)
+    records = [make_record(n) for n in range(30)]
+    journal.append(records)  # left by an earlier outage (a dead worker's journal)
+    journal.close()
+    exporter.delay = 0.02
+    exporter.fail_after = 20  # MLflow goes away after 5 batches of 4
+
+    replayed = await tracker.replay_once()
+
+    assert exporter.max_in_flight == 3
+    # 20 records arrived; the unbroken run of sent batches from the start is 20 or fewer (a
+    # window's later batch may land after an earlier one failed: it is sent again, harmlessly).
+    assert replayed <= 20
+    left = journaled_records(tmp_path)
+    assert len(left) == 30 - replayed
+    assert {r.record_id for r in records} <= {r.record_id for r in exporter.received + left}
+    await tracker.close(timeout=1)
+
+
+async def test_the_export_lag_and_the_backlog_are_published(
+    tracker: TraceTracker, exporter: FakeExporter, metrics: Metrics
+) -> None:
+    tracker.record(make_record(1))
+    await eventually(lambda: traces_count(metrics, "exported") == 1)
+    lag_count = metrics.registry.get_sample_value("trace_export_lag_seconds_count")
+    assert lag_count == 1
+    # make_record's calls ended in 2023: the lag is measured from the call's end.
+    lag_sum = metrics.registry.get_sample_value("trace_export_lag_seconds_sum")
+    assert lag_sum is not None and lag_sum > 3600
+
+    exporter.failing = True
+    tracker.record(make_record(2))
+    await eventually(lambda: traces_count(metrics, "journaled") == 1)
+    details = await tracker.health()
+    assert details["export_failing"] == "unreachable"
+    assert details["journal_backlog"]["oldest_age_seconds"] > 3600
+    backlog_bytes = metrics.registry.get_sample_value("trace_journal_backlog_bytes")
+    assert backlog_bytes == details["journal_backlog"]["bytes"] > 0
