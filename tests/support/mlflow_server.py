@@ -19,8 +19,18 @@ def mlflow_venv() -> Path:
     return ensure_mlflow_venv(REPO)
 
 
-def start_ready_server(venv: Path, port: int, store: Path, log_path: Path) -> MlflowServer:
-    server = start_mlflow_server(venv, port, store, log_path)
+def start_ready_server(
+    venv: Path,
+    port: int,
+    store: Path,
+    log_path: Path,
+    *,
+    backend_store_uri: str | None = None,
+    workers: int = 1,
+) -> MlflowServer:
+    server = start_mlflow_server(
+        venv, port, store, log_path, backend_store_uri=backend_store_uri, workers=workers
+    )
     try:
         server.wait_ready(timeout=START_TIMEOUT)
     except Exception:

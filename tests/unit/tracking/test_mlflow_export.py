@@ -275,7 +275,9 @@ def test_an_experiment_lookup_answered_with_garbage_fails_as_garbage() -> None:
         return httpx.Response(200, text="<html>proxy</html>")
 
     exporter = MlflowExporter("http://mlflow.test:5000", "x", transport=httpx.MockTransport(html))
-    with pytest.raises(DependencyUnavailable, match="without experiment.experiment_id") as failure:
+    with pytest.raises(
+        DependencyUnavailable, match=r"without experiment\.experiment_id"
+    ) as failure:
         exporter.export([make_record(1)])
     assert failure_kind(failure.value) == "garbage"
     exporter.close()
