@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from devstack.run import StackError, StackPorts, run, say
+from devstack.run import MlflowStore, StackError, StackPorts, run, say
 from devstack.venvs import repo_root
 
 
@@ -21,10 +21,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument(
         "--mlflow-port", type=int, default=5000, help="MLflow server port (MLFLOW_PORT=)"
     )
+    serve.add_argument(
+        "--mlflow-backend",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="MLflow's store: sqlite (default) or a local PostgreSQL (MLFLOW_BACKEND=)",
+    )
+    serve.add_argument(
+        "--postgres-port", type=int, default=5432, help="PostgreSQL port (POSTGRES_PORT=)"
+    )
+    serve.add_argument(
+        "--mlflow-workers", type=int, default=None, help="MLflow server workers (MLFLOW_WORKERS=)"
+    )
     args = parser.parse_args(argv)
     ports = StackPorts(gateway=args.port, litellm=args.litellm_port, mlflow=args.mlflow_port)
+    store = MlflowStore(args.mlflow_backend, args.postgres_port, args.mlflow_workers)
     try:
-        return run(repo_root(), ports)
+        return run(repo_root(), ports, store)
     except StackError as exc:
         say(f"error: {exc}")
         return 1

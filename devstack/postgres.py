@@ -82,8 +82,14 @@ class PostgresServer:
         self.data_dir = data_dir.resolve()
         self.port = port
         self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._prefix, self._account = _run_as()
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        if self._proc is None:
+            raise RuntimeError("postgres was not started")
+        return self._proc
 
     def _initdb(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -111,7 +117,7 @@ class PostgresServer:
             self._initdb()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
+            self._proc = subprocess.Popen(  # noqa: S603 - fixed argv
                 [
                     *self._prefix,
                     str(self.bin_dir / "postgres"),
@@ -132,9 +138,9 @@ class PostgresServer:
             )
         deadline = time.monotonic() + timeout
         while not self._accepts():
-            if self.proc.poll() is not None:
+            if self._proc.poll() is not None:
                 raise PostgresUnavailable(
-                    f"postgres exited with status {self.proc.returncode}; see {self.log_path}"
+                    f"postgres exited with status {self._proc.returncode}; see {self.log_path}"
                 )
             if time.monotonic() > deadline:
                 self.stop()
@@ -186,16 +192,19 @@ class PostgresServer:
             )
         return self.url(name)
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 30.0) -> int | None:
         """Fast shutdown (SIGINT: roll back open transactions, checkpoint, exit)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        os.killpg(self.proc.pid, signal.SIGINT)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        return proc.returncode
 
 
 def main(argv: Sequence[str] | None = None) -> int:

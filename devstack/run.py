@@ -39,6 +39,7 @@ from typing import Any, Protocol
 import httpx
 
 from devstack.litellm import READY_PATH, ensure_litellm_venv, spawn_litellm_proxy
+from devstack.postgres import PostgresServer, PostgresUnavailable, find_postgres_bin
 
 SHIPPED_LITELLM_CONFIG = Path("chart/llm-gateway/charts/litellm/files/config.yaml")
 LOOPBACK = "127.0.0.1"
@@ -240,9 +241,12 @@ def banner(ports: StackPorts, logs: Path) -> str:
 
 
 class Child(Protocol):
-    """What the runner needs of a started service (ServiceProcess, devstack.mlflow's server)."""
+    """What the runner needs of a started service (ServiceProcess, devstack.mlflow's server,
+    devstack.postgres's server)."""
 
-    proc: subprocess.Popen[bytes]
+    @property
+    def proc(self) -> subprocess.Popen[bytes]: ...
+
     log_path: Path
 
     def stop(self, timeout: float = ...) -> int | None: ...
@@ -283,8 +287,42 @@ class Stack:
         return None
 
 
-def run(root: Path, ports: StackPorts | None = None) -> int:
+@dataclass(frozen=True)
+class MlflowStore:
+    """MLflow's backend store: sqlite in DATA_DIR/mlflow (the default, nothing to install) or a
+    local PostgreSQL (Debian's package) in DATA_DIR/postgres on `postgres_port`."""
+
+    backend: str = "sqlite"
+    postgres_port: int = 5432
+    workers: int | None = None  # None: 1 on sqlite (one writer), 2 on postgres
+
+    @property
+    def server_workers(self) -> int:
+        return self.workers or (2 if self.backend == "postgres" else 1)
+
+
+def start_postgres(store: MlflowStore, data: Path, logs: Path) -> tuple[PostgresServer, str]:
+    """The local PostgreSQL for MLflow, started and holding an `mlflow` database: (server, URL)."""
+    if not port_is_free(store.postgres_port):
+        suggestion = free_port_after(store.postgres_port, set())
+        raise StackError(
+            f"port {store.postgres_port} (for PostgreSQL) is already in use. Move it with "
+            f"`make run MLFLOW_BACKEND=postgres POSTGRES_PORT={suggestion}`"
+        )
+    try:
+        server = PostgresServer(
+            find_postgres_bin(), data / "postgres", store.postgres_port, logs / "postgres.log"
+        )
+        say(f"starting PostgreSQL on {LOOPBACK}:{store.postgres_port} (data: {data / 'postgres'})")
+        server.start()
+    except PostgresUnavailable as exc:
+        raise StackError(f"{exc}; `make run` without MLFLOW_BACKEND uses sqlite") from exc
+    return server, server.create_database("mlflow")
+
+
+def run(root: Path, ports: StackPorts | None = None, store: MlflowStore | None = None) -> int:
     ports = ports or StackPorts()
+    store = store or MlflowStore()
     config = root / SHIPPED_LITELLM_CONFIG
     if not config.is_file():
         raise StackError(f"missing the shipped LiteLLM config {config}")
@@ -310,9 +348,22 @@ def run(root: Path, ports: StackPorts | None = None) -> int:
     try:
         from devstack.mlflow import start_mlflow_server
 
-        say(f"starting the MLflow server on {LOOPBACK}:{ports.mlflow} (store: {data / 'mlflow'})")
+        store_uri = None
+        if store.backend == "postgres":
+            postgres, store_uri = start_postgres(store, data, logs)
+            stack.children.append(("PostgreSQL", postgres))
+        where = "PostgreSQL" if store_uri else data / "mlflow"
+        say(
+            f"starting the MLflow server on {LOOPBACK}:{ports.mlflow} (store: {where}, "
+            f"{store.server_workers} workers)"
+        )
         mlflow = start_mlflow_server(
-            mlflow_venv, ports.mlflow, data / "mlflow", logs / "mlflow.log"
+            mlflow_venv,
+            ports.mlflow,
+            data / "mlflow",
+            logs / "mlflow.log",
+            backend_store_uri=store_uri,
+            workers=store.server_workers,
         )
         stack.children.append(("the MLflow server", mlflow))
         say(f"starting the LiteLLM proxy on {LOOPBACK}:{ports.litellm} (shipped mock models)")
@@ -340,7 +391,7 @@ def run(root: Path, ports: StackPorts | None = None) -> int:
                     mlflow.url + "/health",
                     mlflow.proc,
                     MLFLOW_READY_TIMEOUT,
-                    "its first start creates and migrates its SQLite store",
+                    "its first start creates and migrates its store",
                     str(mlflow.log_path),
                     started_at=mlflow.started_at,
                 ),

@@ -14,10 +14,17 @@ stack-venvs: install ## build both side venvs (LiteLLM proxy, MLflow server) ahe
 PORT ?= 8000
 LITELLM_PORT ?= 4000
 MLFLOW_PORT ?= 5000
+# MLflow's backend store: sqlite (default, nothing to install) or postgres (Debian's postgresql
+# package, started in DATA_DIR/postgres on POSTGRES_PORT); MLFLOW_WORKERS defaults to 1 on
+# sqlite, 2 on postgres.
+MLFLOW_BACKEND ?= sqlite
+POSTGRES_PORT ?= 5432
+MLFLOW_WORKERS ?=
 
 .PHONY: run
-run: install ## the whole local stack on http://localhost:8000; other ports: make run PORT=8001 LITELLM_PORT=4001 MLFLOW_PORT=5001
-	$(BIN)/python -m devstack run --port $(PORT) --litellm-port $(LITELLM_PORT) --mlflow-port $(MLFLOW_PORT)
+run: install ## the whole local stack on http://localhost:8000; other ports: make run PORT=8001 LITELLM_PORT=4001 MLFLOW_PORT=5001; MLflow on Postgres: make run MLFLOW_BACKEND=postgres
+	$(BIN)/python -m devstack run --port $(PORT) --litellm-port $(LITELLM_PORT) --mlflow-port $(MLFLOW_PORT) \
+		--mlflow-backend $(MLFLOW_BACKEND) --postgres-port $(POSTGRES_PORT) $(if $(MLFLOW_WORKERS),--mlflow-workers $(MLFLOW_WORKERS))
 
 # The MLflow tracking server's own virtualenv (devstack/mlflow.py; never the service's .venv).
 .PHONY: mlflow-venv

@@ -6,7 +6,15 @@ from typing import Any
 
 import pytest
 
-from tests.chart.rendering import KIND_VALUES, NAMESPACE, RELEASE, Manifests, env_of, render
+from tests.chart.rendering import (
+    KIND_VALUES,
+    NAMESPACE,
+    RELEASE,
+    Manifests,
+    RenderFailed,
+    env_of,
+    render,
+)
 
 pytestmark = pytest.mark.chart
 
@@ -211,3 +219,55 @@ def test_mlflow_runs_without_its_job_runner() -> None:
     # Found on the real node: the runner's huey consumers OOM-kill the pod at a 1 GiB limit.
     env = {item["name"]: item.get("value") for item in _mlflow(render(KIND_VALUES))["env"]}
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+
+
+DB_SECRET = ("mlflow.database.existingSecret=mlflow-db", "mlflow.database.key=uri")
+
+
+def test_mlflow_on_a_database_reads_its_url_from_the_secret_and_may_scale() -> None:
+    manifests = render(KIND_VALUES, sets=(*DB_SECRET, "mlflow.replicaCount=3"))
+    deployment = manifests.get("Deployment", f"{RELEASE}-mlflow")
+    container = _mlflow(manifests)
+    command = container["command"]
+    # The kubelet expands the variable: the URL and its password stay out of the pod spec.
+    assert command[command.index("--backend-store-uri") + 1] == "$(MLFLOW_BACKEND_STORE_URI)"
+    (store_env,) = [e for e in container["env"] if e["name"] == "MLFLOW_BACKEND_STORE_URI"]
+    assert store_env["valueFrom"] == {"secretKeyRef": {"name": "mlflow-db", "key": "uri"}}
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate"}
+    # No sqlite file to keep: no claim, artifacts on each replica's emptyDir.
+    assert not manifests.has("PersistentVolumeClaim", f"{RELEASE}-mlflow")
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        pytest.param(("mlflow.replicaCount=2",), id="sqlite-pvc"),
+        pytest.param(("mlflow.replicaCount=2", "mlflow.persistence.enabled=false"), id="emptydir"),
+    ],
+)
+def test_mlflow_refuses_several_replicas_on_sqlite(sets: tuple[str, ...]) -> None:
+    with pytest.raises(RenderFailed, match=r"needs mlflow\.database\.existingSecret"):
+        render(KIND_VALUES, sets=sets)
+
+
+def test_the_trace_export_and_journal_bounds_reach_the_gateway() -> None:
+    config = render(
+        KIND_VALUES,
+        sets=(
+            "config.traceJournal.maxBytes=20000000",
+            "config.traceJournal.maxFiles=3",
+            "config.traceExport.batchSize=50",
+            "config.traceExport.concurrency=2",
+            "config.traceExport.timeoutSeconds=7",
+            "config.traceExport.backlogWarnBytes=30000000",
+        ),
+    ).gateway_config()
+    assert {k: v for k, v in config.items() if k.startswith("TRACE_")} == {
+        "TRACE_JOURNAL_MAX_BYTES": "20000000",
+        "TRACE_JOURNAL_MAX_FILES": "3",
+        "TRACE_EXPORT_BATCH_SIZE": "50",
+        "TRACE_EXPORT_CONCURRENCY": "2",
+        "TRACE_EXPORT_TIMEOUT": "7",
+        "TRACE_BACKLOG_WARN_BYTES": "30000000",
+    }
