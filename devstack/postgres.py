@@ -65,8 +65,10 @@ def _run_as() -> tuple[list[str], pwd.struct_passwd | None]:
 
 
 def _make_reachable(path: Path, account: pwd.struct_passwd) -> None:
-    # The unprivileged server must traverse every ancestor of its data directory (pytest's
-    # /tmp/pytest-of-root is 0700): add search permission only, never read.
+    # The unprivileged server must traverse every ancestor of its data directory (a
+    # TemporaryDirectory is 0700): add search permission only, never read. Not for a directory
+    # someone else keeps resetting (pytest makes /tmp/pytest-of-root 0700 at every session
+    # start): tests put the cluster in its own directory under /tmp instead.
     for ancestor in reversed(path.parents):
         mode = ancestor.stat().st_mode
         if not mode & stat.S_IXOTH:
@@ -95,7 +97,7 @@ class PostgresServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self._account is not None:
             _make_reachable(self.data_dir, self._account)
-        subprocess.run(  # noqa: S603 - fixed argv
+        done = subprocess.run(  # noqa: S603 - fixed argv
             [
                 *self._prefix,
                 str(self.bin_dir / "initdb"),
@@ -107,9 +109,14 @@ class PostgresServer:
                 "--encoding=UTF8",
                 "--no-sync",  # a dev/test cluster: skip fsync of the template files
             ],
-            check=True,
+            check=False,
             capture_output=True,
+            text=True,
         )
+        if done.returncode != 0:
+            raise PostgresUnavailable(
+                f"initdb {self.data_dir} failed ({done.returncode}): {done.stderr.strip()[-500:]}"
+            )
 
     def start(self, timeout: float = 60.0) -> None:
         """initdb if the directory is new, start the server, wait until it accepts connections."""

@@ -9,6 +9,7 @@ at the end; a FaultyFront proxy (tests/support) stands between the tracker and M
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,10 +43,13 @@ def postgres(tmp_path: Path) -> Iterator[PostgresServer]:
         bin_dir = find_postgres_bin()
     except PostgresUnavailable as exc:
         pytest.fail(f"{exc} (the integration suite needs it)")
-    server = PostgresServer(bin_dir, tmp_path / "pg", free_port(), tmp_path / "pg.log")
-    server.start()
-    yield server
-    server.stop()
+    # Under root the server runs as `postgres`, which cannot enter pytest's 0700 tmp tree: the
+    # cluster gets its own directory under /tmp.
+    with tempfile.TemporaryDirectory(prefix="llm-gateway-pg-") as cluster:
+        server = PostgresServer(bin_dir, Path(cluster) / "data", free_port(), tmp_path / "pg.log")
+        server.start()
+        yield server
+        server.stop()
 
 
 @pytest.fixture
