@@ -32,7 +32,7 @@ from bench.stack import free_port
 from llm_gateway.tracking.mlflow_export import MlflowExporter
 from llm_gateway.tracking.records import TraceRecord, now_ns
 
-SHAPES = ((1, 1), (100, 1), (100, 4))  # (batch size, uploads in flight)
+SHAPES = ((1, 1), (100, 1), (100, 2), (100, 4))  # (batch size, uploads in flight)
 EXPERIMENT = "bench-trace-export"
 
 
