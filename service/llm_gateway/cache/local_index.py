@@ -1,13 +1,13 @@
-"""In-memory semantic index for Qdrant local mode, partitioned by what a match must share.
+"""In-memory semantic index for the embedded store, partitioned by what a match must share.
 
-Qdrant's local mode searches by brute force in Python/numpy: each query re-normalises every
-stored vector, and a payload filter is checked point by point in Python, so a filtered search
-costs milliseconds per thousand points. A semantic match may only come from points with the same
-scope, model, params and conversation context anyway, so this index keeps the vectors grouped by
-that partition key and searches only the caller's partition: one float32 mat-vec over a few rows.
+A semantic match may only come from answers with the same scope, model, params and
+conversation context, so this index keeps the vectors grouped by that partition key and searches
+only the caller's partition: one float32 mat-vec over a few rows, in the worker's memory. That is
+cheaper than asking even an in-process store (Qdrant Edge builds its filter, searches and hands
+back a payload to decode); the worker's shard is the index's persistent copy.
 
 The index is keyed by the exact key of each answer, so a match leads straight to the worker's
-answer table (lru.py), which holds the payload; the local Qdrant collection is their persistent
+answer table (lru.py), which holds the payload; the worker's Edge shard is their persistent
 copy, read once at startup to rebuild both. Entries leave with their answer: `remove` when the
 table evicts it, `drop_expired` on the periodic purge.
 """

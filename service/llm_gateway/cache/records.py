@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -24,9 +24,9 @@ class AnswerRecord:
     """Everything written for one answer (the point's payload, before serialization).
 
     The answer itself is written as one JSON string (`payload_json`), not as a nested object:
-    Qdrant local mode keeps every point's payload in memory as Python objects, where a nested
-    response costs ~3 KB and a string its length; it is also cheaper to copy and pickle. Points
-    written before this change carry the answer as an object under `payload`; both are read.
+    the tiers hand it back to the client as it is, so it is never parsed into a tree and
+    serialized again. Points written by older versions carry the answer as an object under
+    `payload`; both are read.
     """
 
     key: str
@@ -73,8 +73,11 @@ def stored_answer(point_payload: dict[str, Any] | None) -> StoredAnswer | None:
     )
 
 
-# A slot number in local mode (point_slots.py), uuid5 of the exact key on a shared server.
+# uuid5 of the exact key (keys.point_id); ints only in tests.
 PointId = int | str
+
+# Which store holds the answers: the embedded Edge shard or a Qdrant server.
+StoreMode = Literal["edge", "server"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,38 +1,38 @@
 """ResponseCache: the one object the LLM service talks to. Exact tier first, then semantic.
 
 - Exact: the worker's bounded answer table (lru.py: microseconds), then the exact tier its
-  siblings share: in local mode the pod's SQLite table (shared_exact.py), with a Qdrant server a
-  retrieve-by-id on the server, which other workers and pods write too.
+  siblings share: on the embedded store the pod's SQLite table (shared_exact.py), with a Qdrant
+  server a retrieve-by-id on the server, which other workers and pods write too.
 - Semantic: embed the prompt, then the nearest stored answer with the same scope, model,
   sampling params and conversation context, not expired, with cosine >= the threshold.
 
 Everything fails open. A lookup that errors or outlasts CACHE_TIMEOUT returns None (the request
 goes upstream) and a store that does gives up; both log a WARNING (`cache_lookup_failed`,
 `cache_store_failed`, with the error class) and count `cache_lookups_total{tier,result="error"}`.
-Nothing here raises to the caller. If Qdrant cannot be opened at startup the app still boots: the
-worker's tables keep serving its own answers and a background task retries the store.
+Nothing here raises to the caller. If the store cannot be opened at startup the app still boots:
+the worker's tables keep serving its own answers and a background task retries the store.
 
-Storage: in local mode (no QDRANT_URL) each gunicorn worker embeds Qdrant in its own slot folder
-under DATA_DIR/qdrant (see slots.py), so each worker has its own semantic tier that survives
-restarts, while the exact tier is shared by the workers through DATA_DIR/cache/exact.sqlite3: an
-identical repeat is a hit whichever worker serves it. With QDRANT_URL every worker and pod shares
-both tiers.
+Storage (answer_store.py): with no QDRANT_URL each gunicorn worker persists its answers in its
+own Qdrant Edge shard under DATA_DIR/qdrant-edge (edge_store.py, slots.py), so each worker has
+its own semantic tier that survives restarts, while the exact tier is shared by the workers
+through DATA_DIR/cache/exact.sqlite3: an identical repeat is a hit whichever worker serves it.
+With QDRANT_URL every worker and pod shares both tiers.
 
 The shared exact write happens in `schedule_store` itself, before the caller's response goes out
 (a repeat sent the moment the answer arrives may reach another worker); the rest of a store (this
-worker's table, the semantic index, the Qdrant folder) runs once the caller's task yields.
+worker's table, the semantic index, the shard) runs once the caller's task yields.
 
-Local mode's folder is private to its worker, so the worker's tables are authoritative for what
-the folder holds: they are warmed from it at open, answer every lookup (the answer table, then
-the shared exact table, for the exact tier; the in-memory index, local_index.py, for the semantic
-tier) and Qdrant is only written. With a server
-the server stays the source of truth for the exact tier (another worker may have stored the
-answer); the table is a per-worker front. In both modes writes are batched (write_behind.py).
+A worker's shard is private to it, so the worker's tables are authoritative for what the shard
+holds: they are warmed from it at open, answer every lookup (the answer table, then the shared
+exact table, for the exact tier; the in-memory index, local_index.py, for the semantic tier) and
+the shard is only written. With a server the server stays the source of truth for the exact tier
+(another worker may have stored the answer); the table is a per-worker front. In both modes
+writes are batched (write_behind.py).
 
 Size: CACHE_MAX_ENTRIES bounds each worker's table; the least recently used answer leaves first,
-and with it its vector in the index and (local mode) its point in the folder, so a worker's
-memory levels off instead of growing until the TTL catches up. The shared exact table holds at
-most CACHE_MAX_ENTRIES answers too (on disk), least recently used out first. A server's
+and with it its vector in the index and (embedded store) its point in the shard, so a worker's
+memory and shard level off instead of growing until the TTL catches up. The shared exact table
+holds at most CACHE_MAX_ENTRIES answers too (on disk), least recently used out first. A server's
 collection is shared and is bounded by the TTL purge only.
 """
 
@@ -40,20 +40,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import orjson
 
 from llm_gateway.cache import keys
+from llm_gateway.cache.answer_store import AnswerStore, open_store
 from llm_gateway.cache.embedders import Embedder
 from llm_gateway.cache.local_index import SemanticIndex, partition_key
 from llm_gateway.cache.lru import ExactLru, encode_payload
-from llm_gateway.cache.point_slots import PointSlots
 from llm_gateway.cache.records import AnswerRecord
 from llm_gateway.cache.request import CacheHit, CacheRequest, CacheTier
 from llm_gateway.cache.shared_exact import SharedExactTable
@@ -63,9 +64,6 @@ from llm_gateway.cache.write_behind import WriteBehind
 from llm_gateway.errors import DependencyUnavailable
 from llm_gateway.observability.metrics import Metrics
 from llm_gateway.thread_priority import lower_current_thread_priority
-
-if TYPE_CHECKING:  # qdrant-client is imported when a store opens, not with this module
-    from llm_gateway.cache.store import QdrantStore
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +108,10 @@ class ResponseCache:
         store_is_private: bool | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """`store_is_private` defaults to local mode (no server); tests may set it False to run
-        the shared-store logic against a local folder."""
+        """`store_is_private` defaults to True on the embedded store (no server); tests may set
+        it False to run the shared-store logic against an embedded shard."""
         if qdrant_url is None and data_dir is None:
-            raise ValueError("ResponseCache needs DATA_DIR (local mode) or QDRANT_URL")
+            raise ValueError("ResponseCache needs DATA_DIR (embedded store) or QDRANT_URL")
         self._embedder = embedder
         self._recent: OrderedDict[str, tuple[list[float], str]] = OrderedDict()
         self._metrics = metrics
@@ -127,8 +125,7 @@ class ResponseCache:
         self._qdrant_api_key = qdrant_api_key
         self._private = qdrant_url is None if store_is_private is None else store_is_private
         self._lru = ExactLru(max_entries, on_evict=self._evicted)
-        self._slots = PointSlots(max_entries) if self._private else None
-        # Local mode: the exact tier shared by the workers of the pod (a server shares it itself).
+        # Embedded store: the exact tier shared by the pod's workers (a server shares it itself).
         self._shared = (
             SharedExactTable(data_dir / "cache", max_entries=max_entries, busy_timeout=timeout)
             if self._private and data_dir is not None
@@ -140,7 +137,7 @@ class ResponseCache:
         self._open_timeout = open_timeout
         self._max_slots = max_worker_slots
         self._clock = clock
-        self._store: QdrantStore | None = None
+        self._store: AnswerStore | None = None
         self._writer = WriteBehind(
             lambda: self._store,
             interval=flush_interval,
@@ -157,7 +154,7 @@ class ResponseCache:
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def open(self) -> None:
-        """Open the store, warm the tables from it (local mode) and start the background tasks.
+        """Open the store, warm the tables from it (embedded store) and start the background tasks.
         Never raises: a failure is logged and retried in the background while the tables work."""
         await self._try_open_store()
         self._writer.start()
@@ -187,8 +184,6 @@ class ResponseCache:
                 log.warning("cache_close_failed", extra={"error": type(exc).__name__})
         self._lru.clear()
         self._index = None
-        if self._slots is not None:
-            self._slots = PointSlots(self._slots.capacity)
 
     async def flush(self) -> int:
         """Write queued stores now (the background task does it every flush interval)."""
@@ -233,37 +228,32 @@ class ResponseCache:
         )
         return True
 
-    async def _build_store(self) -> QdrantStore:
-        from llm_gateway.cache.store import QdrantStore
-
+    async def _build_store(self) -> AnswerStore:
         if not self._embedder.dimensions:
             # A remote embedder learns its size from its first answer.
             await self._embedder.embed(["dimension probe"])
         if self._qdrant_url is None:
             assert self._data_dir is not None
-            self._slot = acquire_slot(self._data_dir / "qdrant", self._max_slots)
-        store = QdrantStore(
+            self._slot = acquire_slot(self._shard_root(self._data_dir), self._max_slots)
+        return await open_store(
             collection=self._collection,
             dimensions=self._embedder.dimensions,
             embedder_name=self._embedder.name,
-            url=self._qdrant_url,
-            api_key=self._qdrant_api_key,
-            local_path=self._slot.path if self._slot is not None else None,
-            timeout=self._open_timeout,
+            server_url=self._qdrant_url,
+            server_api_key=self._qdrant_api_key,
+            shard_path=self._slot.path if self._slot is not None else None,
+            server_timeout=self._open_timeout,
         )
-        try:
-            await store.open()
-        except BaseException:
-            await store.close()
-            raise
-        return store
 
-    async def _warm(self, store: QdrantStore) -> None:
-        assert self._slots is not None
+    def _shard_root(self, data_dir: Path) -> Path:
+        """DATA_DIR/qdrant-edge/<collection>__<embedder>: another embedder gets other shards."""
+        embedder = re.sub(r"[^A-Za-z0-9_.-]+", "_", self._embedder.name)
+        return data_dir / "qdrant-edge" / f"{self._collection}__{embedder}"
+
+    async def _warm(self, store: AnswerStore) -> None:
         await warm_tables(
             store,
             lru=self._lru,
-            slots=self._slots,
             writer=self._writer,
             index_for=self._index_for if self._semantic else None,
             now=self._clock(),
@@ -312,8 +302,8 @@ class ResponseCache:
             thread.shutdown(wait=True)  # never close the table under a running checkpoint
 
     async def purge_expired(self) -> int:
-        """Drop expired answers now; returns how many. Local mode: from the tables, and their
-        points are deleted from the folder with the next batch; server mode: on the server."""
+        """Drop expired answers now; returns how many. Embedded store: from the tables, their
+        points are deleted from the shard, which is then compacted; server: on the server."""
         removed = self._lru.drop_expired(self._clock())
         if self._shared is not None and self._shared.is_open:
             try:
@@ -321,9 +311,13 @@ class ResponseCache:
             except Exception as exc:
                 log.warning("cache_purge_failed", extra={"error": type(exc).__name__})
         store = self._store
-        if not self._private and store is not None:
+        if store is not None:
             try:
-                removed = await store.purge_expired(self._clock())
+                if self._private:
+                    await self._writer.flush()  # the deletes of what left the tables
+                    await store.compact()
+                else:
+                    removed = await store.purge_expired(self._clock())
             except Exception as exc:
                 log.warning("cache_purge_failed", extra={"error": type(exc).__name__})
                 return 0
@@ -332,7 +326,7 @@ class ResponseCache:
         return removed
 
     async def health(self) -> dict[str, Any]:
-        """Details for /health/detailed; raises DependencyUnavailable when Qdrant is down."""
+        """Details for /health/detailed; raises DependencyUnavailable when the store is down."""
         store = self._store
         if store is None:
             raise DependencyUnavailable(f"cache store not open ({self._last_open_error})")
@@ -350,7 +344,7 @@ class ResponseCache:
         }
 
     def _shared_entries(self) -> int | None:
-        """Answers in the pod's shared exact table (local mode), None when there is none."""
+        """Answers in the pod's shared exact table (embedded store), None when there is none."""
         if self._shared is None or not self._shared.is_open:
             return None
         try:
@@ -406,7 +400,7 @@ class ResponseCache:
         return CacheHit("semantic", payload, min(1.0, similarity), max(0.0, now - created_at))
 
     def _from_shared(self, key: str, now: float) -> CacheHit | _Failed | None:
-        """An answer another worker of the pod stored (local mode); it joins this worker's
+        """An answer another worker of the pod stored (embedded store); it joins this worker's
         table, so the next repeat here costs what a table hit costs."""
         table = self._shared
         if table is None or not table.is_open:
@@ -509,7 +503,7 @@ class ResponseCache:
             return None
 
     def _share(self, key: str, body: bytes, now: float) -> None:
-        """Write the answer to the pod's shared exact table (local mode); fails open."""
+        """Write the answer to the pod's shared exact table (embedded store); fails open."""
         table = self._shared
         if table is None or not table.is_open:
             return
@@ -555,7 +549,7 @@ class ResponseCache:
         now: float,
         learned: tuple[list[float], str] | None,
     ) -> None:
-        """Index the answer's vector (local mode) and queue its point for the store."""
+        """Index the answer's vector (embedded store) and queue its point for the store."""
         if key not in self._lru:
             return  # a bound of one entry, or evicted at once: nothing to index or write
         if learned is not None:  # the lookup already hashed both (partition_key joins them)
@@ -578,8 +572,7 @@ class ResponseCache:
             vector = learned[0]
             if self._private and self._semantic:
                 self._index_for(vector).put(learned[1], key, vector, record.expires_at)
-        point_id = keys.point_id(key) if self._slots is None else self._slots.assign(key)
-        self._writer.upsert(point_id, vector, record)
+        self._writer.upsert(keys.point_id(key), vector, record)
 
     # --- helpers -----------------------------------------------------------------------------
     def _partition(self, req: CacheRequest) -> str:
@@ -591,16 +584,13 @@ class ResponseCache:
         return self._index
 
     def _evicted(self, key: str) -> None:
-        """An answer left the table (bound or expiry): it leaves the index and frees its slot
-        (local mode). A server's copy stays: it is shared, and other workers may still use it
-        until its TTL."""
+        """An answer left the table (bound or expiry): it leaves the index and, on the
+        embedded store, the worker's shard. A server's copy stays: it is shared, and other
+        workers may still use it until its TTL."""
         if self._index is not None:
             self._index.remove(key)
-        slot = self._slots.release(key) if self._slots is not None else None
-        if slot is not None:
-            # Usually the answer that pushed this one out takes the slot at once, and its
-            # upsert replaces this delete in the queue; an expired answer's slot stays free.
-            self._writer.delete(slot)
+        if self._private:
+            self._writer.delete(keys.point_id(key))
 
     def _failed(self, event: str, tier: CacheTier, exc: BaseException) -> None:
         log.warning(event, extra={"tier": tier, "error": type(exc).__name__})

@@ -1,13 +1,14 @@
-"""Worker slots: one Qdrant local-mode folder per gunicorn worker.
+"""Worker slots: one Qdrant Edge shard per gunicorn worker.
 
-Qdrant's local mode takes an exclusive lock on its folder, and gunicorn runs several worker
-processes, so workers cannot share one folder. Each worker claims the first free slot
+Qdrant Edge locks its shard's write-ahead log for one process, and gunicorn runs several worker
+processes, so workers cannot share one shard. Each worker claims the first free slot
 `<root>/worker-<n>` by taking a non-blocking exclusive `flock` on `<root>/worker-<n>.lock` and
 holds it for its lifetime. The kernel drops the lock when the process dies, so a restarted worker
-reuses a free slot and the answers cached there.
+reuses a free slot and the answers cached there (it reopens the shard the dead worker left).
 
-Consequence: in local mode every worker has its own cache (a prompt cached by worker 0 is a miss
-on worker 1 until worker 1 caches it too). With QDRANT_URL all workers and pods share one cache.
+Consequence: on the embedded store every worker has its own semantic tier (a paraphrase of a
+prompt cached by worker 0 is a miss on worker 1); the exact tier is shared through the pod's
+SQLite table. With QDRANT_URL all workers and pods share one cache.
 """
 
 from __future__ import annotations

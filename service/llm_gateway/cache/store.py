@@ -1,4 +1,5 @@
-"""The Qdrant side of the cache: one collection of answered requests.
+"""The answer store on a Qdrant server (QDRANT_URL), through qdrant-client: one collection of
+answered requests shared by every worker and pod.
 
 Each point is one stored answer. Its id is uuid5 of the exact key, so the exact tier is a
 retrieve-by-id and storing the same request again overwrites it. Its vector embeds the prompt for
@@ -6,15 +7,9 @@ the semantic tier, and its payload carries what a match must agree on::
 
     scope, model, params_fingerprint, context_fingerprint, key, created_at, expires_at, payload
 
-Local mode (no QDRANT_URL) embeds Qdrant in the process under a worker slot folder (slots.py);
-with QDRANT_URL an AsyncQdrantClient talks to a server shared by every worker and pod.
-
-Local mode is synchronous work under an async skin: every point written is pickled and committed
-to SQLite, and a filtered search checks each point's payload in Python. Run on the event loop,
-that would stall every request the worker serves. So in local mode the synchronous QdrantClient
-runs on one dedicated thread (one thread: local mode is not thread-safe; calls queue in order).
-In local mode the worker's own tables (lru.py, local_index.py) answer every lookup; this store is
-only written (in batches, write_behind.py) and read back in full at startup (`scroll_all`).
+`local_path` instead of a url runs qdrant-client's local mode, Qdrant's in-Python stand-in for
+a server: the contract tests use it so that this store's code runs without a server. It is not a
+product path (the embedded store is Qdrant Edge, edge_store.py).
 
 If the collection exists with another vector size or distance (the embedder changed), a
 collection suffixed with the embedder's name is used instead, so a config change never crashes
@@ -23,26 +18,21 @@ the boot or mixes vectors.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import re
-import sqlite3
 from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from qdrant_client import AsyncQdrantClient, QdrantClient, models
+from qdrant_client import AsyncQdrantClient, models
 
 from llm_gateway.cache.records import (
-    AnswerRecord,
     PendingPoint,
     PointId,
     StoredAnswer,
+    StoreMode,
     stored_answer,
 )
-from llm_gateway.thread_priority import lower_current_thread_priority
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +45,8 @@ def _match(field: str, value: str) -> models.FieldCondition:
 
 
 class QdrantStore:
+    mode: StoreMode = "server"
+
     def __init__(
         self,
         *,
@@ -76,60 +68,20 @@ class QdrantStore:
         self._embedder_name = embedder_name
         self.dimensions = dimensions
         self.collection = collection
-        self._remote: AsyncQdrantClient | None = None
-        self._local: QdrantClient | None = None
-        self._thread: ThreadPoolExecutor | None = None
-        # Local mode: False once every commit no longer waits for an fsync (_relax_commits).
-        self.durable_commits = True
-
-    @property
-    def mode(self) -> str:
-        return "server" if self._url else "local"
+        self._client: AsyncQdrantClient | None = None
 
     async def open(self) -> None:
-        if self._url:
-            self._remote = AsyncQdrantClient(
-                url=self._url,
-                api_key=self._api_key,
-                timeout=max(1, round(self._timeout)),
-                check_compatibility=False,  # a version probe would be I/O outside open()
-            )
-        else:
-            self._thread = ThreadPoolExecutor(
-                max_workers=1,
-                thread_name_prefix="qdrant-local",
-                initializer=lower_current_thread_priority,
-            )
-            # Loads the folder and takes its lock, on the thread that will make every call.
-            self._local = await self._in_thread(QdrantClient, path=str(self._local_path))
+        self._client = AsyncQdrantClient(
+            url=self._url,
+            path=str(self._local_path) if self._url is None else None,
+            api_key=self._api_key,
+            timeout=max(1, round(self._timeout)),
+            check_compatibility=False,  # a version probe would be I/O outside open()
+        )
         await self._ensure_collection()
-        if self._local is not None:
-            self.durable_commits = not await self._in_thread(self._relax_commits, self._local)
-
-    def _relax_commits(self, client: QdrantClient) -> bool:
-        """Local mode commits (and fsyncs) SQLite once per point written: ~1-10 ms of waiting
-        and ~1 ms of CPU per point here, which caps a worker at a few hundred stored answers a
-        second. WAL with synchronous=NORMAL commits without an fsync (the WAL is synced at
-        checkpoints): a crash of the process loses nothing, a crash of the machine may lose the
-        last answers written, which for a cache is a few misses. Exclusive locking keeps the
-        WAL's index in this connection's memory instead of a shared-memory file, 18 % less CPU
-        per point written; no other connection may open the file, and none can anyway: Qdrant
-        local already holds the folder's lock for the whole process. qdrant-client exposes no
-        option for it, so the collection's connection is reached through its attributes; if a
-        release moves them, this logs once and the store keeps the slower default."""
-        collections = getattr(getattr(client, "_client", None), "collections", None)
-        collection = collections.get(self.collection) if isinstance(collections, dict) else None
-        connection = getattr(getattr(collection, "storage", None), "storage", None)
-        if not isinstance(connection, sqlite3.Connection):
-            log.warning("cache_local_commits_not_tuned", extra={"collection": self.collection})
-            return False
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-        connection.execute("PRAGMA locking_mode=EXCLUSIVE")
-        return True
 
     async def scroll_all(self) -> AsyncIterator[tuple[PointId, list[float], dict[str, Any]]]:
-        """Every stored point as (id, vector, payload), a page at a time (startup warm-up)."""
+        """Every stored point as (id, vector, payload), a page at a time."""
         offset: Any = None
         while True:
             points, offset = await self._call(
@@ -146,31 +98,14 @@ class QdrantStore:
                 return
 
     async def close(self) -> None:
-        remote, self._remote = self._remote, None
-        local, self._local = self._local, None
-        thread, self._thread = self._thread, None
-        if remote is not None:
-            await remote.close()
-        if thread is not None:
-            try:
-                if local is not None:
-                    await asyncio.get_running_loop().run_in_executor(thread, local.close)
-            finally:
-                thread.shutdown(wait=True)
-
-    async def _in_thread(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        if self._thread is None:
-            raise RuntimeError("QdrantStore is not open")
-        call = functools.partial(fn, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """One client call: awaited on the server client, or queued on the local thread."""
-        if self._remote is not None:
-            return await getattr(self._remote, method)(*args, **kwargs)
-        if self._local is None:
+        if self._client is None:
             raise RuntimeError("QdrantStore is not open")
-        return await self._in_thread(getattr(self._local, method), *args, **kwargs)
+        return await getattr(self._client, method)(*args, **kwargs)
 
     async def _ensure_collection(self) -> None:
         name = self._wanted_collection
@@ -190,8 +125,8 @@ class QdrantStore:
                     size=self.dimensions, distance=models.Distance.COSINE
                 ),
             )
-            if self.mode == "server":
-                # Indexes make the filtered search cheap on a server; local mode has none.
+            if self._url is not None:
+                # Indexes make the filtered search cheap (local mode has none to make).
                 for field in _KEYWORD_FIELDS:
                     await self._call(
                         "create_payload_index", name, field, models.PayloadSchemaType.KEYWORD
@@ -258,27 +193,10 @@ class QdrantStore:
 
     async def write(self, points: Sequence[PendingPoint], deletes: Sequence[PointId]) -> None:
         """One batch: delete `deletes`, then upsert `points` (the two never share an id)."""
-        if self._local is not None:
-            # One hop to the local thread for the whole batch, not one per call.
-            await self._in_thread(self._write_sync, self._local, points, deletes)
-            return
         if deletes:
             await self._call("delete", self.collection, points_selector=_ids(deletes))
         if points:
             await self._call("upsert", self.collection, points=_structs(points))
-
-    def _write_sync(
-        self, client: QdrantClient, points: Sequence[PendingPoint], deletes: Sequence[PointId]
-    ) -> None:
-        if deletes:
-            client.delete(self.collection, points_selector=_ids(deletes))
-        if points:
-            client.upsert(self.collection, points=_structs(points))
-
-    async def upsert(
-        self, point_id: PointId, vector: Sequence[float], record: AnswerRecord
-    ) -> None:
-        await self.write([PendingPoint.of(point_id, vector, record)], [])
 
     def _expired_filter(self, now: float) -> models.Filter:
         return models.Filter(
@@ -286,8 +204,7 @@ class QdrantStore:
         )
 
     async def purge_expired(self, now: float) -> int:
-        """Delete expired points by filter (server mode; in local mode the worker's table knows
-        what expired and deletes those points by id)."""
+        """Delete expired points by filter."""
         expired = await self._call(
             "count", self.collection, count_filter=self._expired_filter(now), exact=True
         )
@@ -298,6 +215,9 @@ class QdrantStore:
                 points_selector=models.FilterSelector(filter=self._expired_filter(now)),
             )
         return int(expired.count)
+
+    async def compact(self) -> None:
+        """The server vacuums deleted points itself."""
 
     async def count(self) -> int:
         return int((await self._call("count", self.collection, exact=True)).count)

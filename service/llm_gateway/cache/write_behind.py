@@ -1,7 +1,7 @@
 """Write-behind for the Qdrant store: answers are queued and written in batches.
 
-Writing each answer on its own cost a hop to Qdrant's thread (local mode) or a round trip
-(server mode) per cache miss, on the request's heels. Here a store only queues the point; one
+Writing each answer on its own cost a round trip (server) or a write-ahead-log append (the
+embedded Edge shard) per cache miss, on the request's heels. Here a store only queues the point; one
 background task owned by the cache writes what is queued every `interval` seconds, or as soon as
 `batch_size` points wait, as one batch (deletes, then one upsert of many points).
 
@@ -12,9 +12,8 @@ writes what is still queued before the store closes.
 A point queued and then deleted before a flush is never written. While the store is not open
 (Qdrant down, or its folder unusable) the queue is kept, bounded by `max_pending`: past that the
 oldest queued answers are dropped (they stay in this worker's tables) and reported. The same
-happens when the store cannot keep up: in local mode its thread runs at the lowest priority
-(thread_priority.py), so under sustained overload serving answers comes before persisting them. Such
-drops are counted at once and logged at most every `report_every` seconds, with the total.
+happens when the store cannot keep up. Such drops are counted at once and logged at most every
+`report_every` seconds, with the total.
 """
 
 from __future__ import annotations
@@ -29,8 +28,8 @@ from typing import TYPE_CHECKING
 
 from llm_gateway.cache.records import AnswerRecord, PendingPoint, PointId
 
-if TYPE_CHECKING:  # store.py imports qdrant-client, which is only loaded when a store opens
-    from llm_gateway.cache.store import QdrantStore
+if TYPE_CHECKING:
+    from llm_gateway.cache.answer_store import AnswerStore
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ log = logging.getLogger(__name__)
 class WriteBehind:
     def __init__(
         self,
-        store: Callable[[], QdrantStore | None],
+        store: Callable[[], AnswerStore | None],
         *,
         interval: float = 0.2,
         batch_size: int = 64,

@@ -131,9 +131,9 @@ class DependencyFields(BaseModel):
         4000,
         ge=1,
         description="Answers each worker keeps; past it the least recently used leaves the exact "
-        "tier, the semantic index and the local Qdrant folder (bounds worker memory: ~12-14 KB "
-        "per answer in local mode, so ~50 MB at the default). In local mode it also bounds the "
-        "exact answers the pod's workers share on disk (DATA_DIR/cache/exact.sqlite3).",
+        "tier, the semantic index and the worker's Qdrant Edge shard (bounds worker memory). "
+        "On the embedded store it also bounds the exact answers the pod's workers share on "
+        "disk (DATA_DIR/cache/exact.sqlite3).",
     )
     semantic_cache_enabled: bool = Field(True, description="Also match paraphrased prompts.")
     semantic_cache_threshold: float = Field(
@@ -144,7 +144,7 @@ class DependencyFields(BaseModel):
         "on the shipped labelled pairs with the hashing embedder; see bench/RESULTS.md).",
     )
     qdrant_url: str | None = Field(
-        None, description="Qdrant server URL; unset: embedded local mode under DATA_DIR."
+        None, description="Qdrant server URL; unset: embedded Qdrant Edge under DATA_DIR."
     )
     qdrant_api_key: SecretStr | None = Field(None, description="Qdrant API key.")
     qdrant_collection: str = Field("llm_gateway_cache", description="Qdrant collection name.")

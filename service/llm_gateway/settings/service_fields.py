@@ -39,8 +39,8 @@ class ServiceFields(BaseModel):
     )
     data_dir: Path = Field(
         Path("data"),
-        description="Writable directory for local state (Qdrant local mode, the exact cache the "
-        "workers share, trace journal, metrics). A volume in a container.",
+        description="Writable directory for local state (Qdrant Edge cache shards, the exact "
+        "cache the workers share, trace journal, metrics). A volume in a container.",
     )
 
     # --- drain and process bounds (the chart's `drain` values block feeds these) --------------

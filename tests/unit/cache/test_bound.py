@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
-from qdrant_client import QdrantClient, models
 
-from llm_gateway.cache import keys
+from llm_gateway.cache.edge_store import EdgeStore
 from llm_gateway.cache.embedders import HashingEmbedder
-from llm_gateway.cache.store import QdrantStore
 from llm_gateway.observability.metrics import Metrics
 from tests.unit.cache.conftest import CacheFactory, FakeClock, answer, chat, lookups
 
@@ -101,67 +99,24 @@ async def test_expired_answers_are_not_loaded_at_restart_and_leave_the_folder(
     assert (await second.health())["points"] == 0
 
 
-async def test_local_mode_reuses_point_ids_so_the_folder_never_holds_more_than_the_bound(
+async def test_the_workers_shard_never_holds_more_than_the_bound(
     make_cache: CacheFactory, tmp_path: Path, clock: FakeClock
 ) -> None:
-    # Qdrant local mode keeps a deleted point in memory until the folder is reopened, so
-    # eviction must overwrite points, not delete and add them.
     cache = await make_cache(max_entries=3)
     for n in range(12):
         await cache.store(chat(f"question number {n}"), answer(str(n)))
         clock.advance(1)
     await cache.close()
-    store = QdrantStore(
+    store = EdgeStore(
+        tmp_path / "qdrant-edge" / "test_cache__hashing-v1-512" / "worker-0",
         collection="test_cache",
         dimensions=HashingEmbedder().dimensions,
-        embedder_name="hashing",
-        local_path=tmp_path / "qdrant" / "worker-0",
     )
     await store.open()
     try:
-        found = {point_id: payload async for point_id, _, payload in store.scroll_all()}
+        found = [payload async for _, _, payload in store.scroll_all()]
     finally:
         await store.close()
-    assert sorted(found) == [0, 1, 2]
     assert sorted(
-        orjson.loads(p["payload_json"])["choices"][0]["message"]["content"] for p in found.values()
+        orjson.loads(p["payload_json"])["choices"][0]["message"]["content"] for p in found
     ) == ["10", "11", "9"]
-
-
-async def test_points_of_the_older_layout_are_served_and_moved_into_slots(
-    make_cache: CacheFactory, tmp_path: Path
-) -> None:
-    request = chat("How do I reset my password?")
-    key = keys.exact_key(request)
-    client = QdrantClient(path=str(tmp_path / "qdrant" / "worker-0"))
-    try:
-        client.create_collection(
-            "test_cache",
-            vectors_config=models.VectorParams(size=512, distance=models.Distance.COSINE),
-        )
-        [vector] = HashingEmbedder().embed_sync([request.prompt_text])
-        payload = {
-            "key": key,
-            "scope": request.scope,
-            "model": request.model,
-            "params_fingerprint": keys.request_fingerprint(request),
-            "context_fingerprint": keys.context_fingerprint(request),
-            "created_at": 1_700_000_000.0,
-            "expires_at": 1_700_003_600.0,
-            "payload": answer("Use the reset link."),  # the answer as an object, by uuid id
-        }
-        client.upsert(
-            "test_cache",
-            points=[models.PointStruct(id=keys.point_id(key), vector=vector, payload=payload)],
-        )
-    finally:
-        client.close()
-    cache = await make_cache()
-    hit = await cache.lookup(chat("how can I reset my password"))
-    assert hit is not None and hit.payload == answer("Use the reset link.")
-    await cache.flush()
-    assert (await cache.health())["points"] == 1
-    await cache.close()
-    reopened = await make_cache()
-    exact = await reopened.lookup(request)
-    assert exact is not None and exact.payload == answer("Use the reset link.")

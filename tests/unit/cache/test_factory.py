@@ -53,6 +53,8 @@ async def test_a_cache_built_from_settings_serves_hits_and_reports_health(tmp_pa
         assert result.status == "up"
         assert result.details["entries"] == 1
         assert result.details["collection"] == settings.qdrant_collection
-        assert (tmp_path / "qdrant" / "worker-0").is_dir()
+        assert result.details["mode"] == "edge"
+        shard = tmp_path / "qdrant-edge" / f"{settings.qdrant_collection}__hashing-v1-512"
+        assert (shard / "worker-0" / "edge_config.json").is_file()
     finally:
         await cache.close()

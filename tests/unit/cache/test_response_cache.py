@@ -238,8 +238,9 @@ async def test_two_caches_on_one_data_dir_get_their_own_slots_and_share_the_exac
     first = await make_cache()
     second = await make_cache()
     assert (first.worker_slot, second.worker_slot) == (0, 1)
-    assert (tmp_path / "qdrant" / "worker-0").is_dir()
-    assert (tmp_path / "qdrant" / "worker-1").is_dir()
+    shards = tmp_path / "qdrant-edge" / "test_cache__hashing-v1-512"
+    assert (shards / "worker-0" / "edge_config.json").is_file()
+    assert (shards / "worker-1" / "edge_config.json").is_file()
     await first.store(chat("stored by worker 0"), answer("w0"))
     hit = await second.lookup(chat("stored by worker 0"))
     assert hit is not None
@@ -302,7 +303,7 @@ async def test_health_reports_mode_collection_and_point_count(make_cache: CacheF
     await cache.store(chat("a question"), answer("an answer"))
     await cache.flush()
     health = await cache.health()
-    assert health["mode"] == "local"
+    assert health["mode"] == "edge"
     assert health["collection"] == "test_cache"
     assert health["points"] == 1
     assert health["worker_slot"] == 0
@@ -310,17 +311,16 @@ async def test_health_reports_mode_collection_and_point_count(make_cache: CacheF
     assert (health["entries"], health["pending_writes"]) == (1, 0)
 
 
-async def test_a_collection_with_another_dimension_is_left_alone_and_a_suffixed_one_used(
-    make_cache: CacheFactory,
+async def test_another_embedder_gets_its_own_shards_and_the_old_ones_are_left_alone(
+    make_cache: CacheFactory, tmp_path: Path
 ) -> None:
     first = await make_cache(embedder=HashingEmbedder(dimensions=256))
     await first.store(chat("kept"), answer("256-d"))
     await first.close()  # close writes what is queued
     second = await make_cache(embedder=HashingEmbedder(dimensions=512))
-    health = await second.health()
-    assert health["collection"] != "test_cache"
-    assert health["collection"].startswith("test_cache__")
-    assert health["points"] == 0
+    assert (await second.health())["points"] == 0
+    old = tmp_path / "qdrant-edge" / "test_cache__hashing-v1-256" / "worker-0"
+    assert (old / "edge_config.json").is_file()
     await second.store(chat("new"), answer("512-d"))
     assert await second.lookup(chat("new")) is not None
 

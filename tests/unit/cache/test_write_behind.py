@@ -8,14 +8,14 @@ from typing import Any, cast
 
 import pytest
 
+from llm_gateway.cache.answer_store import AnswerStore
 from llm_gateway.cache.records import AnswerRecord, PendingPoint
-from llm_gateway.cache.store import QdrantStore
 from llm_gateway.cache.write_behind import WriteBehind
 from tests.support.logs import capture_json_logs
 
 
 class RecordingStore:
-    """Stands in for QdrantStore.write (the only method WriteBehind calls)."""
+    """Stands in for AnswerStore.write (the only method WriteBehind calls)."""
 
     def __init__(self, fail: bool = False) -> None:
         self.batches: list[tuple[list[str], list[str]]] = []
@@ -32,7 +32,7 @@ def record(key: str) -> AnswerRecord:
 
 
 def writer_for(store: RecordingStore | None, **options: Any) -> WriteBehind:
-    return WriteBehind(lambda: cast(QdrantStore | None, store), **options)
+    return WriteBehind(lambda: cast(AnswerStore | None, store), **options)
 
 
 async def test_queued_points_are_written_in_batches_of_the_batch_size() -> None:
@@ -101,7 +101,7 @@ async def test_the_queue_waits_for_a_store_that_is_not_open_and_is_bounded() -> 
     store: RecordingStore | None = None
     failures: list[tuple[BaseException | None, int]] = []
     writer = WriteBehind(
-        lambda: cast(QdrantStore | None, store),
+        lambda: cast(AnswerStore | None, store),
         batch_size=2,
         max_pending=3,
         on_failure=lambda exc, dropped: failures.append((exc, dropped)),
@@ -167,7 +167,7 @@ async def test_a_queued_vector_is_kept_at_qdrants_precision_not_as_python_floats
             written.extend(points)
 
     store = KeepingStore()
-    writer = WriteBehind(lambda: cast(QdrantStore, store), interval=3600)
+    writer = WriteBehind(lambda: cast(AnswerStore, store), interval=3600)
     writer.upsert("a", [0.1] * 512, record("a"))
     assert await writer.flush() == 1
     (point,) = written

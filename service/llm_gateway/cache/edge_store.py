@@ -1,0 +1,199 @@
+"""The embedded answer store: one Qdrant Edge shard (Qdrant's engine, in the process).
+
+Edge locks its shard's write-ahead log exclusively, so the gunicorn workers of a pod cannot share
+one shard: each worker opens its own, `DATA_DIR/qdrant-edge/<collection>__<embedder>/worker-<n>`
+(n is the worker slot it holds, slots.py). A worker that was killed leaves its shard as it was;
+the worker that next takes the slot opens it again and Edge replays the log, so nothing written
+is lost and nothing is half-applied.
+
+A shard that cannot be opened (files damaged, another vector size, not a shard at all) is moved
+aside to `<shard>.unreadable-<unix time>` with one WARNING, and a fresh shard is created: the
+cache starts empty instead of the worker failing its boot again and again. A shard whose log is
+locked by a live process is not moved: that is an error the caller retries.
+
+Edge's calls are synchronous, short and hold the GIL for most of their work (a batch of 64
+answers: ~1.3 ms; measured with bench/ in bench/RESULTS.md), so they run on the event loop: a
+hop to a thread would cost more than it frees. Only compaction (vacuuming deleted points, ~0.1 s
+for a few thousand) runs on a thread; Edge allows writes while it runs.
+
+No HNSW index is built (indexing_threshold 0): a shard holds at most CACHE_MAX_ENTRIES answers
+and the worker's in-memory index (local_index.py) answers its semantic lookups; the shard's
+search, with payload indexes on the fields a match filters on, serves the contract and tools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import qdrant_edge as edge
+
+from llm_gateway.cache.records import (
+    PendingPoint,
+    PointId,
+    StoredAnswer,
+    StoreMode,
+    stored_answer,
+)
+
+log = logging.getLogger(__name__)
+
+_KEYWORD_FIELDS = ("scope", "model", "params_fingerprint", "context_fingerprint")
+_SCROLL_PAGE = 512
+_LOCKED = "WouldBlock"  # how Edge words "another process holds this shard's log"
+
+
+class EdgeStore:
+    mode: StoreMode = "edge"
+
+    def __init__(self, path: Path, *, collection: str, dimensions: int) -> None:
+        self.path = path
+        self.collection = collection
+        self.dimensions = dimensions
+        self._shard: edge.EdgeShard | None = None
+
+    def _config(self) -> edge.EdgeConfig:
+        return edge.EdgeConfig(
+            vectors=edge.EdgeVectorParams(size=self.dimensions, distance=edge.Distance.Cosine),
+            optimizers=edge.EdgeOptimizersConfig(indexing_threshold=0),
+            max_search_threads=1,  # a worker's lookups are small; the pod's cores serve requests
+        )
+
+    async def open(self) -> None:
+        self._shard = self._load_or_create()
+
+    def _load_or_create(self) -> edge.EdgeShard:
+        if self.path.is_dir() and any(self.path.iterdir()):
+            try:
+                return edge.EdgeShard.load(str(self.path), self._config())
+            except Exception as exc:
+                if _LOCKED in str(exc):
+                    raise
+                aside = self.path.with_name(f"{self.path.name}.unreadable-{int(time.time())}")
+                shutil.move(self.path, aside)
+                log.warning(
+                    "cache_shard_unreadable",
+                    extra={
+                        "shard": str(self.path),
+                        "moved_to": str(aside),
+                        "error": str(exc)[:300],
+                        "detail": "a fresh, empty shard is used; the old files are kept aside",
+                    },
+                )
+        shard = edge.EdgeShard.create(str(self.path), self._config())
+        for field in _KEYWORD_FIELDS:
+            shard.update(
+                edge.UpdateOperation.create_field_index(field, edge.PayloadSchemaType.Keyword)
+            )
+        shard.update(
+            edge.UpdateOperation.create_field_index("expires_at", edge.PayloadSchemaType.Float)
+        )
+        return shard
+
+    def _open_shard(self) -> edge.EdgeShard:
+        if self._shard is None:
+            raise RuntimeError("EdgeStore is not open")
+        return self._shard
+
+    async def close(self) -> None:
+        shard, self._shard = self._shard, None
+        if shard is not None:
+            try:
+                shard.flush()
+            finally:
+                shard.close()
+
+    async def write(self, points: Sequence[PendingPoint], deletes: Sequence[PointId]) -> None:
+        shard = self._open_shard()
+        if deletes:
+            shard.update(edge.UpdateOperation.delete_points(list(deletes)))
+        if points:
+            shard.update(
+                edge.UpdateOperation.upsert_points(
+                    [
+                        edge.Point(p.point_id, p.vector.tolist(), p.record.as_payload())
+                        for p in points
+                    ]
+                )
+            )
+
+    async def get(self, point_id: PointId) -> StoredAnswer | None:
+        records = self._open_shard().retrieve([point_id], with_payload=True, with_vector=False)
+        return stored_answer(records[0].payload) if records else None
+
+    async def search(
+        self,
+        vector: list[float],
+        *,
+        scope: str,
+        model: str,
+        params_fingerprint: str,
+        context_fingerprint: str,
+        now: float,
+        threshold: float,
+    ) -> tuple[StoredAnswer, float] | None:
+        wanted = (scope, model, params_fingerprint, context_fingerprint)
+        query_filter = edge.Filter(
+            must=[
+                *(
+                    edge.FieldCondition(key=field, match=edge.MatchValue(value))
+                    for field, value in zip(_KEYWORD_FIELDS, wanted, strict=True)
+                ),
+                edge.FieldCondition(key="expires_at", range=edge.RangeFloat(gt=now)),
+            ]
+        )
+        found = self._open_shard().search(
+            edge.SearchRequest(
+                query=edge.Query.Nearest(vector),
+                limit=1,
+                filter=query_filter,
+                with_payload=True,
+                score_threshold=threshold,
+            )
+        )
+        for point in found:
+            stored = stored_answer(point.payload)
+            if stored is not None:
+                return stored, float(point.score)
+        return None
+
+    async def scroll_all(self) -> AsyncIterator[tuple[PointId, list[float], dict[str, Any]]]:
+        offset: edge.PointId | None = None
+        while True:
+            records, offset = self._open_shard().scroll(
+                edge.ScrollRequest(
+                    offset=offset, limit=_SCROLL_PAGE, with_payload=True, with_vector=True
+                )
+            )
+            for record in records:
+                vector = cast(list[float], record.vector)  # one unnamed dense vector per point
+                yield _point_id(record.id), vector, record.payload or {}
+            if offset is None:
+                return
+            await asyncio.sleep(0)  # a large shard is read without holding the loop throughout
+
+    async def purge_expired(self, now: float) -> int:
+        shard = self._open_shard()
+        expired = edge.Filter(
+            must=[edge.FieldCondition(key="expires_at", range=edge.RangeFloat(lte=now))]
+        )
+        count = shard.count(edge.CountRequest(exact=True, filter=expired))
+        if count:
+            shard.update(edge.UpdateOperation.delete_points_by_filter(expired))
+        return count
+
+    async def compact(self) -> None:
+        await asyncio.to_thread(self._open_shard().optimize)
+
+    async def count(self) -> int:
+        return self._open_shard().count(edge.CountRequest(exact=True))
+
+
+def _point_id(raw: object) -> PointId:
+    # Edge hands uuid ids back as uuid.UUID; the cache's ids are their strings.
+    return raw if isinstance(raw, int) else str(raw)
