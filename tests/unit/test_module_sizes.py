@@ -7,8 +7,8 @@ from pathlib import Path
 SERVICE = Path(__file__).resolve().parents[2] / "service" / "llm_gateway"
 MODULE_LIMIT = 350
 APP_LIMIT = 150
-# Being split by issue #14 (its helper, or the lead, removes this entry when that lands).
-NOT_YET_SPLIT = {"cache/response_cache.py"}
+# Modules allowed over the limit while their split is under way (none now).
+NOT_YET_SPLIT: set[str] = set()
 
 
 def line_counts() -> dict[str, int]:

@@ -1,6 +1,6 @@
 """The exact tier shared by the workers of one pod (or one `make run`): a SQLite file in WAL mode.
 
-In embedded mode (no QDRANT_URL) each gunicorn worker has its own Qdrant folder (slots.py), so
+On the embedded store (no QDRANT_URL) each gunicorn worker has its own Edge shard (slots.py), so
 before this table an identical repeat that landed on the other worker was a miss. Every worker
 opens this one file, `DATA_DIR/cache/exact.sqlite3`, and the answer one worker stores is a hit
 for its siblings from the moment its `put` returns. With QDRANT_URL the server already shares the
@@ -12,7 +12,7 @@ appended to the write-ahead log, without fsync (`synchronous=NORMAL`: an answer 
 cut is only a cache miss). Moving the log into the database file (a checkpoint, which copies
 pages and does fsync) is not left to whichever commit crosses SQLite's threshold, on the request
 path: commits never checkpoint (`wal_autocheckpoint=0`), and the cache calls `checkpoint()` from
-a low-priority thread after it has written (ResponseCache, about once a second).
+a low-priority thread after it has written (`keep_checkpointed`, about once a second).
 
 Rows are `(key, body, created_at, expires_at, used_at)`; `key` is the full exact key (keys.py:
 model, messages, answer-changing params and tenant scope), so the table adds no scoping of its
@@ -31,11 +31,18 @@ a disk that stalls outright would stall them, as it would the trace journal unde
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import sqlite3
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
+
+from llm_gateway.thread_priority import lower_current_thread_priority
+
+log = logging.getLogger(__name__)
 
 FILE_NAME: Final = "exact.sqlite3"
 
@@ -197,3 +204,26 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+
+
+async def keep_checkpointed(table: SharedExactTable, interval: float) -> None:
+    """Background: after this worker wrote to the table, move its write-ahead log into the
+    file, on a low-priority thread (the module docstring says why)."""
+    thread = ThreadPoolExecutor(
+        max_workers=1,
+        thread_name_prefix="cache-checkpoint",
+        initializer=lower_current_thread_priority,
+    )
+    checkpointed = 0
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            if not table.is_open or table.writes == checkpointed:
+                continue
+            checkpointed = table.writes
+            try:
+                await asyncio.get_running_loop().run_in_executor(thread, table.checkpoint)
+            except Exception as exc:
+                log.warning("cache_checkpoint_failed", extra={"error": type(exc).__name__})
+    finally:
+        thread.shutdown(wait=True)  # never close the table under a running checkpoint
