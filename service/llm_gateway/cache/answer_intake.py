@@ -22,6 +22,7 @@ from llm_gateway.cache import keys
 from llm_gateway.cache.embedders import Embedder
 from llm_gateway.cache.local_index import SemanticIndex, partition_key
 from llm_gateway.cache.lru import ExactLru, encode_payload
+from llm_gateway.cache.point_slots import PointSlots
 from llm_gateway.cache.records import AnswerRecord
 from llm_gateway.cache.request import CacheRequest, CacheTier
 from llm_gateway.cache.shared_exact import SharedExactTable
@@ -41,6 +42,7 @@ class AnswerIntake:
         lru: ExactLru,
         shared: SharedExactTable | None,
         writer: WriteBehind,
+        slots: PointSlots | None,
         index_for: Callable[[list[float]], SemanticIndex] | None,
         semantic_enabled: bool,
         ttl_seconds: float,
@@ -48,12 +50,13 @@ class AnswerIntake:
         clock: Callable[[], float],
         failed: Callable[[str, CacheTier, BaseException], None],
     ) -> None:
-        """`index_for` gives the worker's semantic index (embedded store with the semantic tier
-        on), else None."""
+        """`slots` gives point ids on the embedded store (None: uuid5 of the key); `index_for`
+        the worker's semantic index (embedded store with the semantic tier on), else None."""
         self._embedder = embedder
         self._lru = lru
         self._shared = shared
         self._writer = writer
+        self._slots = slots
         self._index_for = index_for
         self._ttl = ttl_seconds
         self._timeout = timeout
@@ -182,7 +185,8 @@ class AnswerIntake:
             vector = learned[0]
             if self._index_for is not None:
                 self._index_for(vector).put(learned[1], key, vector, record.expires_at)
-        self._writer.upsert(keys.point_id(key), vector, record)
+        point_id = keys.point_id(key) if self._slots is None else self._slots.assign(key)
+        self._writer.upsert(point_id, vector, record)
 
 
 def _placeholder_vector(dimensions: int) -> list[float]:

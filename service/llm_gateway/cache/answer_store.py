@@ -55,9 +55,6 @@ class AnswerStore(Protocol):
     async def purge_expired(self, now: float) -> int:
         """Delete the points expired at `now`; returns how many."""
 
-    async def compact(self) -> None:
-        """Give back the space of deleted points, where the store needs telling."""
-
     async def count(self) -> int: ...
 
 

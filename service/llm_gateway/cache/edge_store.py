@@ -11,10 +11,13 @@ aside to `<shard>.unreadable-<unix time>` with one WARNING, and a fresh shard is
 cache starts empty instead of the worker failing its boot again and again. A shard whose log is
 locked by a live process is not moved: that is an error the caller retries.
 
-Edge's calls are synchronous, short and hold the GIL for most of their work (a batch of 64
-answers: ~1.3 ms; measured with bench/ in bench/RESULTS.md), so they run on the event loop: a
-hop to a thread would cost more than it frees. Only compaction (vacuuming deleted points, ~0.1 s
-for a few thousand) runs on a thread; Edge allows writes while it runs.
+Edge's calls are synchronous, short and hold the GIL for most of their work (bench/store_ops.py:
+~70 µs of CPU per point written in batches of 64), so they run on the event loop: a thread
+would free little of it. Edge's log grows with every write until the shard is flushed, so a
+write flushes the shard when the last flush is `flush_every` seconds old (~2 ms), and close
+flushes it. Deleted points are not vacuumed (EdgeShard.optimize): the cache reuses point ids
+(point_slots.py), so the shard holds at most CACHE_MAX_ENTRIES points, and a vacuum was measured
+to raise the worker's RSS rather than lower it.
 
 No HNSW index is built (indexing_threshold 0): a shard holds at most CACHE_MAX_ENTRIES answers
 and the worker's in-memory index (local_index.py) answers its semantic lookups; the shard's
@@ -51,10 +54,14 @@ _LOCKED = "WouldBlock"  # how Edge words "another process holds this shard's log
 class EdgeStore:
     mode: StoreMode = "edge"
 
-    def __init__(self, path: Path, *, collection: str, dimensions: int) -> None:
+    def __init__(
+        self, path: Path, *, collection: str, dimensions: int, flush_every: float = 5.0
+    ) -> None:
         self.path = path
         self.collection = collection
         self.dimensions = dimensions
+        self._flush_every = flush_every
+        self._flushed_at = time.monotonic()
         self._shard: edge.EdgeShard | None = None
 
     def _config(self) -> edge.EdgeConfig:
@@ -121,6 +128,9 @@ class EdgeStore:
                     ]
                 )
             )
+        if time.monotonic() - self._flushed_at >= self._flush_every:
+            shard.flush()
+            self._flushed_at = time.monotonic()
 
     async def get(self, point_id: PointId) -> StoredAnswer | None:
         records = self._open_shard().retrieve([point_id], with_payload=True, with_vector=False)
@@ -186,9 +196,6 @@ class EdgeStore:
         if count:
             shard.update(edge.UpdateOperation.delete_points_by_filter(expired))
         return count
-
-    async def compact(self) -> None:
-        await asyncio.to_thread(self._open_shard().optimize)
 
     async def count(self) -> int:
         return self._open_shard().count(edge.CountRequest(exact=True))

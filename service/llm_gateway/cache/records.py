@@ -73,7 +73,7 @@ def stored_answer(point_payload: dict[str, Any] | None) -> StoredAnswer | None:
     )
 
 
-# uuid5 of the exact key (keys.point_id); ints only in tests.
+# A slot number on the embedded store (point_slots.py), uuid5 of the exact key on a server.
 PointId = int | str
 
 # Which store holds the answers: the embedded Edge shard or a Qdrant server.

@@ -22,8 +22,8 @@ server the server is the source of truth and shared by every worker and pod; the
 per-worker front.
 
 Size: CACHE_MAX_ENTRIES bounds each worker's table; the least recently used answer leaves first,
-and with it its vector in the index and (embedded store) its point in the shard, so a worker's
-memory and shard level off instead of growing until the TTL catches up. The shared exact table
+and with it its vector in the index and (embedded store) its slot in the shard, which the next
+answer overwrites (point_slots.py), so a worker's memory and shard level off. The shared exact table
 holds at most CACHE_MAX_ENTRIES answers too (on disk), least recently used out first. A server's
 collection is shared and is bounded by the TTL purge only.
 """
@@ -43,6 +43,7 @@ from llm_gateway.cache.answer_store import AnswerStore
 from llm_gateway.cache.embedders import Embedder
 from llm_gateway.cache.exact_tier import ExactTier, Failed, guarded
 from llm_gateway.cache.lru import ExactLru
+from llm_gateway.cache.point_slots import PointSlots
 from llm_gateway.cache.request import CacheHit, CacheRequest, CacheTier
 from llm_gateway.cache.semantic_tier import Found, SemanticTier
 from llm_gateway.cache.shared_exact import SharedExactTable, keep_checkpointed
@@ -94,6 +95,7 @@ class ResponseCache:
         self._collection = collection
         self._private = qdrant_url is None if store_is_private is None else store_is_private
         self._lru = ExactLru(max_entries, on_evict=self._evicted)
+        self._slots = PointSlots(max_entries) if self._private else None
         # Embedded store: the exact tier shared by the pod's workers (a server shares it itself).
         self._shared = (
             SharedExactTable(data_dir / "cache", max_entries=max_entries, busy_timeout=timeout)
@@ -131,6 +133,7 @@ class ResponseCache:
             lru=self._lru,
             shared=self._shared,
             writer=self._writer,
+            slots=self._slots,
             index_for=self._semantic_tier.index_for if self._private and semantic_enabled else None,
             semantic_enabled=semantic_enabled,
             ttl_seconds=ttl_seconds,
@@ -186,6 +189,8 @@ class ResponseCache:
                 log.warning("cache_close_failed", extra={"error": type(exc).__name__})
         self._lru.clear()
         self._semantic_tier.clear()
+        if self._slots is not None:
+            self._slots = PointSlots(self._slots.capacity)
 
     async def flush(self) -> int:
         """Write queued stores now (the background task does it every flush interval)."""
@@ -223,17 +228,19 @@ class ResponseCache:
         if self._shared is not None and not self._shared.is_open:
             self._shared.open(self._clock())
         if self._private:
+            assert self._slots is not None
             await warm_tables(
                 store,
                 lru=self._lru,
+                slots=self._slots,
                 writer=self._writer,
                 index_for=self._semantic_tier.index_for if self._semantic else None,
                 now=self._clock(),
             )
 
     async def purge_expired(self) -> int:
-        """Drop expired answers now; returns how many. Embedded store: from the tables, their
-        points are deleted from the shard, which is then compacted; server: on the server."""
+        """Drop expired answers now; returns how many. Embedded store: from the tables, and their
+        points are deleted from the shard with the next batch; server: on the server."""
         removed = self._lru.drop_expired(self._clock())
         if self._shared is not None and self._shared.is_open:
             try:
@@ -241,13 +248,9 @@ class ResponseCache:
             except Exception as exc:
                 log.warning("cache_purge_failed", extra={"error": type(exc).__name__})
         store = self._keeper.store
-        if store is not None:
+        if not self._private and store is not None:
             try:
-                if self._private:
-                    await self._writer.flush()  # the deletes of what left the tables
-                    await store.compact()
-                else:
-                    removed = await store.purge_expired(self._clock())
+                removed = await store.purge_expired(self._clock())
             except Exception as exc:
                 log.warning("cache_purge_failed", extra={"error": type(exc).__name__})
                 return 0
@@ -329,12 +332,13 @@ class ResponseCache:
 
     # --- helpers -----------------------------------------------------------------------------
     def _evicted(self, key: str) -> None:
-        """An answer left the table (bound or expiry): it leaves the index and, on the
-        embedded store, the worker's shard. A server's copy stays: it is shared, and other
-        workers may still use it until its TTL."""
+        """An answer left the table (bound or expiry): it leaves the index and frees its slot
+        (embedded store). A server's copy stays: it is shared, and other workers may still use
+        it until its TTL."""
         self._semantic_tier.remove(key)
-        if self._private:
-            self._writer.delete(keys.point_id(key))
+        slot = self._slots.release(key) if self._slots is not None else None
+        if slot is not None:  # the answer that pushed this one out usually takes the slot
+            self._writer.delete(slot)  # at once; its upsert then replaces this delete
 
     def _failed(self, event: str, tier: CacheTier, exc: BaseException) -> None:
         log.warning(event, extra={"tier": tier, "error": type(exc).__name__})

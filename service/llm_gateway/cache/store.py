@@ -216,9 +216,6 @@ class QdrantStore:
             )
         return int(expired.count)
 
-    async def compact(self) -> None:
-        """The server vacuums deleted points itself."""
-
     async def count(self) -> int:
         return int((await self._call("count", self.collection, exact=True)).count)
 

@@ -137,12 +137,3 @@ async def test_what_was_written_is_there_after_close_and_reopen(tmp_path: Path) 
         assert stored is not None and stored.payload == {"answer": "kept"}
     finally:
         await second.close()
-
-
-async def test_compaction_keeps_the_live_points(store: AnswerStore) -> None:
-    ids = [f"00000000-0000-0000-0000-0000000000{n:02d}" for n in range(20)]
-    await store.write([PendingPoint.of(i, [1.0, 0.5], record(i)) for i in ids], [])
-    await store.write([], ids[:15])
-    await store.compact()
-    assert await store.count() == 5
-    assert sorted([str(i) async for i, _, _ in store.scroll_all()]) == ids[15:]
