@@ -25,21 +25,9 @@ import pytest
 from llm_gateway.auth.passwords import hash_password
 from tests.support.gateway_process import WORKER_STARTED, GatewayProcess, start_gateway
 from tests.support.litellm_proxy import LiteLLMStack
+from tests.support.paraphrases import PARAPHRASES, QUESTIONS
 
 pytestmark = pytest.mark.integration
-
-QUESTIONS = [
-    "How do I reset my password?",
-    "How do I rotate my API key?",
-    "What is the capital of Peru?",
-    "Explain the CAP theorem in simple terms.",
-]
-PARAPHRASES = [
-    "how can I reset my password",
-    "how can I rotate my API key",
-    "what's the capital of Peru",
-    "explain the CAP theorem in simple terms please",
-]
 
 
 @pytest.fixture

@@ -26,18 +26,22 @@ def record(key: str, *, scope: str = "shared", expires_at: float = 100.0) -> Ans
     )
 
 
+async def edge_shard(path: Path) -> AnswerStore:
+    return await open_store(
+        collection="c",
+        dimensions=2,
+        embedder_name="test",
+        server_url=None,
+        server_api_key=None,
+        shard_path=path,
+        server_timeout=5,
+    )
+
+
 @pytest.fixture(params=["edge", "qdrant-client"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AnswerStore]:
     if request.param == "edge":
-        store = await open_store(
-            collection="c",
-            dimensions=2,
-            embedder_name="test",
-            server_url=None,
-            server_api_key=None,
-            shard_path=tmp_path / "shard",
-            server_timeout=5,
-        )
+        store = await edge_shard(tmp_path / "shard")
     else:
         from llm_gateway.cache.store import QdrantStore
 
@@ -117,21 +121,10 @@ async def test_one_batch_deletes_then_upserts_many_points(store: AnswerStore) ->
 
 
 async def test_what_was_written_is_there_after_close_and_reopen(tmp_path: Path) -> None:
-    async def opened() -> AnswerStore:
-        return await open_store(
-            collection="c",
-            dimensions=2,
-            embedder_name="test",
-            server_url=None,
-            server_api_key=None,
-            shard_path=tmp_path / "shard",
-            server_timeout=5,
-        )
-
-    first = await opened()
+    first = await edge_shard(tmp_path / "shard")
     await upsert(first, "00000000-0000-0000-0000-000000000001", [1.0, 0.0], record("kept"))
     await first.close()
-    second = await opened()
+    second = await edge_shard(tmp_path / "shard")
     try:
         stored = await second.get("00000000-0000-0000-0000-000000000001")
         assert stored is not None and stored.payload == {"answer": "kept"}

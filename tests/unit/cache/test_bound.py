@@ -9,20 +9,8 @@ import orjson
 from llm_gateway.cache.edge_store import EdgeStore
 from llm_gateway.cache.embedders import HashingEmbedder
 from llm_gateway.observability.metrics import Metrics
+from tests.support.paraphrases import PARAPHRASES, QUESTIONS
 from tests.unit.cache.conftest import CacheFactory, FakeClock, answer, chat, lookups
-
-QUESTIONS = [
-    "How do I reset my password?",
-    "How do I rotate my API key?",
-    "What is the capital of Peru?",
-    "Explain the CAP theorem in simple terms.",
-]
-PARAPHRASES = [
-    "how can I reset my password",
-    "how can I rotate my API key",
-    "what's the capital of Peru",
-    "explain the CAP theorem in simple terms please",
-]
 
 
 def test_the_paraphrases_used_here_match_their_questions() -> None:
