@@ -14,7 +14,7 @@ from llm_gateway.chat_request import ChatRequest
 from llm_gateway.resilience.deadline import Deadline
 from llm_gateway.tracking.records import TraceRecord
 from llm_gateway.upstream.litellm import UpstreamResult
-from llm_gateway.upstream.stream import UpstreamStream
+from llm_gateway.upstream.recovery import RecoveringStream
 
 
 class ChatUpstream(Protocol):
@@ -22,7 +22,7 @@ class ChatUpstream(Protocol):
 
     def stream_chat(
         self, payload: dict[str, Any], *, deadline: Deadline
-    ) -> AbstractAsyncContextManager[UpstreamStream]:
+    ) -> AbstractAsyncContextManager[RecoveringStream]:
         """Opens once the first event came; closes the upstream response on every exit."""
         ...
 

@@ -24,7 +24,7 @@ from llm_gateway.observability.metrics import Metrics
 from llm_gateway.resilience.deadline import Deadline
 from llm_gateway.tracking.records import TraceError, TraceRecord, now_ns
 from llm_gateway.upstream.mapping import Usage
-from llm_gateway.upstream.stream import UpstreamStream
+from llm_gateway.upstream.recovery import RecoveringStream
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ class LLMService:
 class StreamCall:
     """The open stream as the API layer sees it: events to forward, then what was said."""
 
-    def __init__(self, upstream: UpstreamStream) -> None:
+    def __init__(self, upstream: RecoveringStream) -> None:
         self._upstream = upstream
 
     def __aiter__(self) -> AsyncIterator[bytes]:

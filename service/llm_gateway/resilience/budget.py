@@ -29,6 +29,19 @@ class AttemptPlan:
     upstream_timeout: float  # LiteLLM's timeout for each model of the chain (the request `timeout`)
 
 
+def plan_one_model(remaining: float, model_timeout: float, models_left: int) -> AttemptPlan | None:
+    """The plan when the gateway walks the cascade itself (streams, upstream/recovery.py): this
+    model gets its share of what is left, and the gateway waits for this model only."""
+    plan = plan_attempt(remaining, model_timeout, models_left)
+    if plan is None:
+        return None
+    margin = min(LITELLM_MARGIN_SECONDS, model_timeout / 10)
+    return AttemptPlan(
+        gateway_timeout=min(remaining, plan.upstream_timeout + margin),
+        upstream_timeout=plan.upstream_timeout,
+    )
+
+
 def plan_attempt(
     remaining: float,
     model_timeout: float,

@@ -19,20 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from llm_gateway.errors import GatewayError, ModelNotFound, UpstreamError, UpstreamTimeout
+from llm_gateway.errors import CircuitOpen, UpstreamError, UpstreamTimeout
 from llm_gateway.observability.context import current_request_id
 from llm_gateway.observability.metrics import Metrics
 from llm_gateway.resilience.breaker import CircuitBreakerRegistry
-from llm_gateway.resilience.budget import AttemptPlan, plan_attempt
+from llm_gateway.resilience.budget import AttemptPlan, plan_attempt, plan_one_model
 from llm_gateway.resilience.deadline import Deadline
-from llm_gateway.resilience.retry import RetryPolicy, failure_reason
+from llm_gateway.resilience.retry import RetryPolicy
+from llm_gateway.upstream.attempt_timing import AttemptTiming
 from llm_gateway.upstream.catalog import ModelCatalog
 from llm_gateway.upstream.mapping import (
     Usage,
@@ -48,11 +49,11 @@ from llm_gateway.upstream.port import (
     UpstreamResponse,
     UpstreamStreamResponse,
 )
+from llm_gateway.upstream.recovery import RecoveringStream
 from llm_gateway.upstream.sse import SseEventReader, StreamTranscript
 from llm_gateway.upstream.stream import UpstreamStream, read_first_event
 
 _TRANSPORT_FAILURES = (TimeoutError, TransportError)
-UNKNOWN_MODEL_LABEL = "(unknown)"
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class LiteLLMClient:
         self._first_token_timeout = stream_first_token_timeout
         self._idle_timeout = stream_idle_timeout
         self._metrics = metrics
+        self._timing = AttemptTiming(metrics, clock)
         self._clock = clock
         self._wall_clock = wall_clock  # Retry-After may be an HTTP date
         self._catalog = ModelCatalog(
@@ -119,8 +121,21 @@ class LiteLLMClient:
 
     async def chat(self, payload: dict[str, Any], *, deadline: Deadline) -> UpstreamResult:
         """A non-streamed chat completion, OpenAI format in and out."""
-        chain = len(await self.cascade(str(payload.get("model") or "")))
-        return await self._post_json("/v1/chat/completions", payload, deadline, chain=chain)
+        cascade = await self.cascade(str(payload.get("model") or ""))
+        for position, model in enumerate(cascade):
+            # Only an open circuit moves on here (no network was touched): every other failure
+            # already had LiteLLM's own walk down the same cascade.
+            try:
+                return await self._post_json(
+                    "/v1/chat/completions",
+                    {**payload, "model": model},
+                    deadline,
+                    chain=len(cascade) - position,
+                )
+            except CircuitOpen:
+                if position == len(cascade) - 1:
+                    raise
+        raise AssertionError("a cascade is never empty")
 
     async def embeddings(
         self, model: str, inputs: list[str], *, deadline: Deadline | None = None
@@ -134,31 +149,43 @@ class LiteLLMClient:
     @asynccontextmanager
     async def stream_chat(
         self, payload: dict[str, Any], *, deadline: Deadline
-    ) -> AsyncIterator[UpstreamStream]:
-        """Open a streamed chat completion; yields an `UpstreamStream` once its first event came.
+    ) -> AsyncIterator[RecoveringStream]:
+        """Open a streamed chat completion; yields a `RecoveringStream` once a first event came.
 
-        Errors before the first event raise the mapped exception from `async with` (nothing has
-        been sent to the client yet). The upstream response is closed on every exit path.
+        The gateway walks the model's cascade itself (upstream/recovery.py): before the first
+        byte to fail over, after it to continue the answer on the next model. Errors before any
+        model's first event raise the mapped exception from `async with` (nothing has been sent
+        to the client yet). Every upstream response is closed on every exit path.
         """
         body = {**payload, "stream": True}
         body["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
-        model = str(payload.get("model") or "")
-        chain = len(await self.cascade(model))
-        attempts = 0
+        cascade = await self.cascade(str(payload.get("model") or ""))
+        if len(cascade) > 1:
+            body["disable_fallbacks"] = True  # the gateway walks this cascade (recovery.py)
         started = self._clock()
 
-        async def attempt() -> UpstreamStream:
-            nonlocal attempts
-            attempts += 1
-            return await self._open_stream(body, model, deadline, attempts, started, chain)
+        async def open_model(model_body: dict[str, Any], models_left: int) -> UpstreamStream:
+            model = str(model_body["model"])
+            attempts = 0
 
-        stream = await self._retry.run(
-            attempt,
-            deadline=deadline,
-            model=model,
-            metrics=self._metrics,
-            retry_timeouts=chain == 1,
-        )
+            async def attempt() -> UpstreamStream:
+                nonlocal attempts
+                attempts += 1
+                plan = plan_one_model(deadline.remaining(), self._first_token_timeout, models_left)
+                if plan is None:
+                    raise self._out_of_time(deadline, model)
+                return await self._open_stream(model_body, model, plan, attempts, started)
+
+            return await self._retry.run(
+                attempt,
+                deadline=deadline,
+                model=model,
+                metrics=self._metrics,
+                retry_timeouts=models_left == 1,
+            )
+
+        stream = RecoveringStream(body, cascade, open_model)
+        await stream.open()
         try:
             yield stream
         finally:
@@ -189,22 +216,6 @@ class LiteLLMClient:
             headers["X-Request-ID"] = request_id
         return headers
 
-    @contextmanager
-    def _attempt_metrics(self, model: str) -> Iterator[None]:
-        started = self._clock()
-        try:
-            yield
-        except BaseException as exc:
-            # Callers pick model names: an unknown one must not mint a metric label.
-            label = UNKNOWN_MODEL_LABEL if isinstance(exc, ModelNotFound) else model
-            self._observe(label, _outcome(exc), started)
-            raise
-        self._observe(model, "success", started)
-
-    def _observe(self, model: str, outcome: str, started: float) -> None:
-        if self._metrics is not None:
-            self._metrics.upstream_latency.labels(model, outcome).observe(self._clock() - started)
-
     async def _post_json(
         self, path: str, payload: dict[str, Any], deadline: Deadline, *, chain: int = 1
     ) -> UpstreamResult:
@@ -218,7 +229,7 @@ class LiteLLMClient:
             plan = self._plan(deadline, self._request_timeout, chain, model)
             timeout = plan.gateway_timeout
             content = orjson.dumps({**payload, "timeout": plan.upstream_timeout})
-            with self._breakers.guard(model), self._attempt_metrics(model):
+            with self._breakers.guard(model), self._timing.measure(model):
                 try:
                     async with asyncio.timeout(timeout):
                         response = await self._upstream.send(
@@ -277,25 +288,21 @@ class LiteLLMClient:
     def _plan(self, deadline: Deadline, timeout: float, chain: int, model: str) -> AttemptPlan:
         plan = plan_attempt(deadline.remaining(), timeout, chain)
         if plan is None:
-            raise UpstreamTimeout(
-                f"The request deadline of {deadline.seconds:g} s passed before model "
-                f"'{model}' answered"
-            )
+            raise self._out_of_time(deadline, model)
         return plan
 
+    @staticmethod
+    def _out_of_time(deadline: Deadline, model: str) -> UpstreamTimeout:
+        return UpstreamTimeout(
+            f"The request deadline of {deadline.seconds:g} s passed before model '{model}' answered"
+        )
+
     async def _open_stream(
-        self,
-        body: dict[str, Any],
-        model: str,
-        deadline: Deadline,
-        attempt: int,
-        started: float,
-        chain: int,
+        self, body: dict[str, Any], model: str, plan: AttemptPlan, attempt: int, started: float
     ) -> UpstreamStream:
         """One attempt: connect, check the status, read up to the first data event."""
-        plan = self._plan(deadline, self._first_token_timeout, chain, model)
         timeout = plan.gateway_timeout
-        with self._breakers.guard(model), self._attempt_metrics(model):
+        with self._breakers.guard(model), self._timing.measure(model):
             # LiteLLM reads `stream_timeout` for streams: its per-model time to the first chunk.
             content = orjson.dumps({**body, "stream_timeout": plan.upstream_timeout})
             headers = self._headers(self._stream_headers)
@@ -332,11 +339,3 @@ class LiteLLMClient:
                 first_event_ms=round((self._clock() - started) * 1000, 3),
                 clock=self._clock,
             )
-
-
-def _outcome(exc: BaseException) -> str:
-    if isinstance(exc, GatewayError):
-        return failure_reason(exc)
-    if isinstance(exc, asyncio.CancelledError):
-        return "cancelled"
-    return "error"

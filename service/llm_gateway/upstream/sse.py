@@ -67,6 +67,7 @@ class StreamTranscript:
     text_parts: list[str] = field(default_factory=list)
     events: int = 0
     done: bool = False
+    finish_reason: str | None = None  # the last choice's, once one said why it stopped
     error_message: str | None = None
     error_code: Any = None
 
@@ -109,6 +110,9 @@ class StreamTranscript:
             content = delta.get("content") if isinstance(delta, dict) else None
             if isinstance(content, str):
                 self.text_parts.append(content)
+            reason = choice.get("finish_reason") if isinstance(choice, dict) else None
+            if isinstance(reason, str) and reason:
+                self.finish_reason = reason
         return "data"
 
 

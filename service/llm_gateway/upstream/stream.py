@@ -18,6 +18,8 @@ from llm_gateway.upstream.mapping import Usage, attempted_fallbacks
 from llm_gateway.upstream.port import TransportError, UpstreamStreamResponse
 from llm_gateway.upstream.sse import MalformedEvent, SseEventReader, StreamTranscript
 
+DONE_EVENT = b"data: [DONE]\n\n"
+
 
 class UpstreamStream:
     def __init__(
@@ -64,7 +66,8 @@ class UpstreamStream:
 
     @property
     def completed(self) -> bool:
-        """True once `data: [DONE]` arrived: only then is the answer whole."""
+        """True once `data: [DONE]` arrived, or the stream ended cleanly after a chunk said why
+        it stopped (`finish_reason`): only then is the answer whole."""
         return self.transcript.done
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -75,6 +78,12 @@ class UpstreamStream:
             yield self._pending.pop(0)
         while not self.transcript.done:
             raw = await self._next_event()
+            if raw is None:
+                # A clean end after `finish_reason` is a whole answer without its [DONE] (some
+                # providers omit it); the caller gets one, so its client sees the end too.
+                self.transcript.done = True
+                yield DONE_EVENT
+                return
             try:
                 kind = self.transcript.feed(raw)
             except MalformedEvent as exc:
@@ -85,17 +94,23 @@ class UpstreamStream:
                 )
             yield raw
 
-    async def _next_event(self) -> bytes:
+    async def _next_event(self) -> bytes | None:
         try:
             async with asyncio.timeout(self._idle_timeout):
                 raw = await self._reader.next_event()
         except TimeoutError as exc:
+            if self.transcript.finish_reason is not None:
+                return None  # the answer was whole; only its usage chunk is missing
             raise self._interrupted(
                 f"the upstream sent nothing for {self._idle_timeout:g} s (stream idle timeout)"
             ) from exc
         except TransportError as exc:
+            if self.transcript.finish_reason is not None:
+                return None
             raise self._interrupted(f"the upstream connection broke ({exc})") from exc
         if raw is None:
+            if self.transcript.finish_reason is not None:
+                return None
             raise self._interrupted("the upstream ended the stream without data: [DONE]")
         return raw
 

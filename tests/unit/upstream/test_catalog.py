@@ -8,6 +8,8 @@ import httpx
 import orjson
 import pytest
 
+from llm_gateway.errors import UpstreamUnavailable
+from llm_gateway.resilience.breaker import CircuitBreakerRegistry
 from llm_gateway.resilience.deadline import Deadline
 from llm_gateway.upstream.catalog import cascades
 from tests.unit.resilience.fakes import FakeClock
@@ -66,3 +68,17 @@ async def test_a_catalog_that_cannot_be_read_leaves_the_model_alone_in_its_casca
     )
     assert result.attempts == 1
     assert upstream.calls == 2  # no second catalog fetch right after a failed one
+
+
+async def test_a_primary_whose_circuit_is_open_is_answered_from_its_cascade() -> None:
+    clock = FakeClock()
+    breakers = CircuitBreakerRegistry(failure_threshold=1, recovery_seconds=30, clock=clock)
+    with pytest.raises(UpstreamUnavailable), breakers.guard("smart-router"):
+        raise UpstreamUnavailable("down")
+    upstream = ScriptedUpstream(catalog_reply(SMART_ROUTER), json_reply(200, completion()))
+    client = make_client(upstream, clock, read_cascades=True, breakers=breakers)
+    await client.chat({"model": "smart-router", "messages": []}, deadline=Deadline(45, clock))
+    chat = orjson.loads(upstream.requests[1].content)
+    # LiteLLM walks on from the secondary: the rest of the chain shares the deadline.
+    assert chat["model"] == "smart-router-secondary"
+    assert chat["timeout"] == pytest.approx(22.25)

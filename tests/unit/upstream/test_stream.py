@@ -7,7 +7,7 @@ import pytest
 from llm_gateway.errors import StreamInterrupted, UpstreamError, UpstreamTimeout
 from llm_gateway.resilience.deadline import Deadline
 from llm_gateway.upstream.litellm import LiteLLMClient
-from llm_gateway.upstream.stream import UpstreamStream
+from llm_gateway.upstream.recovery import RecoveringStream
 from tests.unit.resilience.fakes import FakeClock
 from tests.unit.upstream.scripted import (
     ScriptedUpstream,
@@ -37,7 +37,7 @@ HAPPY = [chunk("Hel"), chunk("lo"), chunk(usage=USAGE), DONE]
 
 
 async def drain(
-    client: LiteLLMClient, deadline: Deadline, received: list[bytes], opened: list[UpstreamStream]
+    client: LiteLLMClient, deadline: Deadline, received: list[bytes], opened: list[RecoveringStream]
 ) -> None:
     """Read a whole stream, keeping what arrived even when it ends in an error."""
     async with client.stream_chat(PAYLOAD, deadline=deadline) as stream:
@@ -140,7 +140,7 @@ async def test_failures_after_the_first_event_raise_stream_interrupted(
     upstream = ScriptedUpstream(sse_reply(chunk("Hel"), *tail))
     client = make_client(upstream, clock, idle_timeout=0.03)
     received: list[bytes] = []
-    opened: list[UpstreamStream] = []
+    opened: list[RecoveringStream] = []
     with pytest.raises(StreamInterrupted, match="is incomplete") as raised:
         await drain(client, Deadline(45, clock), received, opened)
     assert what in raised.value.message
