@@ -57,4 +57,9 @@ pytest: install stack-venvs tools ## the pytest suite alone (unit, integration, 
 .PHONY: test
 test: lint typecheck pytest ## everything CI checks except the container e2e suite
 
+.PHONY: failure-table
+failure-table: install stack-venvs ## rerun the failure scenarios; rewrite docs/failure-scenarios.md
+	FAILURE_TABLE=docs/failure-scenarios.md $(BIN)/pytest -m integration \
+		tests/integration/test_failure_scenarios.py $(PYTEST_ARGS)
+
 include mk/*.mk

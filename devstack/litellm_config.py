@@ -77,6 +77,9 @@ def fake_upstream_config(
             "num_retries": num_retries,
             "disable_cooldowns": True,
             "fallbacks": [{group: list(targets)} for group, targets in fallbacks.items()],
+            # A content-filter refusal is the answer: never laundered through a fallback (by
+            # default LiteLLM falls back past it; an empty wildcard entry stops that).
+            "content_policy_fallbacks": [{"*": []}],
         },
         "general_settings": {},
     }

@@ -7,6 +7,8 @@ Tests steer the fake through `POST /_control` with one JSON object:
      "response_text": "...", "response_bytes": 1024,
      "stream_chunks": 5, "chunk_delay_ms": 10,
      "fault": {"kind": "status", "status": 429, "retry_after": "2", "count": 2},
+     "fault": {"kind": "status", "status": 400, "code": "context_length_exceeded"},
+     "fault": {"kind": "status", "status": 503, "count": -1, "every": 2},   # flapping
      "clear_faults": true}
     {"clear": true}                            # back to the start-up defaults, stats zeroed
 
@@ -15,7 +17,14 @@ Fault kinds (each applies to the next `count` matching requests; count -1 = ever
 (close the socket without a response), `stall` (`phase` "request": never answer; "headers": send
 headers, never the body), and, for streaming requests only, `stream_stall`, `stream_cut`
 (close the connection), `stream_malformed` (one chunk that is not JSON) after `after` chunks, and
-`stream_no_done` (end without `data: [DONE]`). A model's own faults are used before global ones.
+`stream_no_done` (end without `data: [DONE]`). `refuse_prefix` answers 400 to a request whose
+last message is the assistant's (a partial answer to continue) and lets every other request
+through. `code` sets the error body's `error.code` (a provider's own, e.g. context_length_exceeded
+or content_policy_violation); `every` N applies the fault to every Nth matching request only (a
+flapping upstream). A model's own faults are used before global ones.
+
+A request whose last message is the assistant's is a continuation: the answer is the rest of the
+response text after that prefix (when the text starts with it), as a model continuing a prefill.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-REQUEST_FAULTS = frozenset({"status", "reset", "stall"})
+REQUEST_FAULTS = frozenset({"status", "reset", "stall", "refuse_prefix"})
 STREAM_FAULTS = frozenset({"stream_stall", "stream_cut", "stream_malformed", "stream_no_done"})
 STALL_PHASES = frozenset({"request", "headers"})
 SETTING_NAMES = ("latency_ms", "response_text", "response_bytes", "stream_chunks", "chunk_delay_ms")
@@ -43,9 +52,19 @@ class Fault:
     message: str | None = None
     phase: str = "request"
     after: int = 1
+    code: str | None = None
+    every: int = 1
+    seen: int = 0  # matching requests so far, for `every`
 
-    def matches(self, stream: bool) -> bool:
+    def matches(self, stream: bool, prefixed: bool) -> bool:
+        if self.kind == "refuse_prefix":
+            return prefixed
         return self.kind in REQUEST_FAULTS or (stream and self.kind in STREAM_FAULTS)
+
+    def due(self) -> bool:
+        """Counts one matching request; True when this one gets the fault (`every` Nth)."""
+        self.seen += 1
+        return self.seen % self.every == 0
 
     @classmethod
     def parse(cls, raw: object) -> Fault:
@@ -68,6 +87,8 @@ class Fault:
             raise ControlError(f"stall phase must be one of {sorted(STALL_PHASES)}")
         if not isinstance(fault.after, int) or fault.after < 0:
             raise ControlError("fault after must be a non-negative integer")
+        if not isinstance(fault.every, int) or fault.every < 1:
+            raise ControlError("fault every must be a positive integer")
         if fault.retry_after is not None:
             fault.retry_after = str(fault.retry_after)
         return fault
@@ -84,9 +105,11 @@ class Scope:
     chunk_delay_ms: float | None = None
     faults: list[Fault] = field(default_factory=list)
 
-    def take_fault(self, stream: bool) -> Fault | None:
+    def take_fault(self, stream: bool, prefixed: bool = False) -> Fault | None:
         for index, fault in enumerate(self.faults):
-            if fault.matches(stream):
+            if fault.matches(stream, prefixed):
+                if not fault.due():
+                    return None
                 if fault.count > 0:
                     fault.count -= 1
                     if fault.count == 0:
@@ -148,12 +171,12 @@ class Controls:
         if fault is not None:
             scope.faults.append(fault)
 
-    def resolve(self, model: str, stream: bool) -> Behaviour:
+    def resolve(self, model: str, stream: bool, prefixed: bool = False) -> Behaviour:
         """This request's plan; consumes one fault use (the model's own first)."""
         own = self.models.get(model)
-        fault = own.take_fault(stream) if own else None
+        fault = own.take_fault(stream, prefixed) if own else None
         if fault is None:
-            fault = self.global_scope.take_fault(stream)
+            fault = self.global_scope.take_fault(stream, prefixed)
         if fault is not None:
             self.faults_applied += 1
 

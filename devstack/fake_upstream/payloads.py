@@ -172,8 +172,20 @@ def embeddings_body(model: str, inputs: list[str], dims: int, encoding_format: s
     )
 
 
-def error_body(status: int, message: str | None) -> bytes:
-    error_type, code = ERROR_TYPES.get(status, ("server_error", None))
+def assistant_prefix(messages: object) -> str | None:
+    """The content of a trailing assistant message (a partial answer to continue), if any."""
+    if not isinstance(messages, list) or not messages:
+        return None
+    last = messages[-1]
+    if isinstance(last, dict) and last.get("role") == "assistant":
+        content = last.get("content")
+        return content if isinstance(content, str) else ""
+    return None
+
+
+def error_body(status: int, message: str | None, code: str | None = None) -> bytes:
+    error_type, default_code = ERROR_TYPES.get(status, ("server_error", None))
+    code = code or default_code
     text = message or f"fake upstream injected status {status}"
     return orjson.dumps(
         {"error": {"message": text, "type": error_type, "param": None, "code": code}}

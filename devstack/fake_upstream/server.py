@@ -75,8 +75,13 @@ async def _request_fault(request: web.Request, fault: Fault) -> web.StreamRespon
             await response.prepare(request)
         await _hang(request)
         raise web.HTTPGatewayTimeout  # stall_seconds elapsed without the client giving up
+    if fault.kind == "refuse_prefix":
+        message = fault.message or "This model does not support assistant message prefill"
+        return _json(payloads.error_body(400, message, fault.code), 400)
     headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else None
-    return _json(payloads.error_body(fault.status, fault.message), fault.status, headers)
+    return _json(
+        payloads.error_body(fault.status, fault.message, fault.code), fault.status, headers
+    )
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -87,12 +92,15 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     stream = bool(body.get("stream"))
     controls = request.app[CONTROLS_KEY]
     controls.count(model, "chat")
-    plan = controls.resolve(model, stream)
+    prefix = payloads.assistant_prefix(body.get("messages"))
+    plan = controls.resolve(model, stream, prefixed=prefix is not None)
     if plan.latency_ms:
         await asyncio.sleep(plan.latency_ms / 1000)
     if plan.fault is not None and plan.fault.kind in REQUEST_FAULTS:
         return await _request_fault(request, plan.fault)
     text = payloads.sized_text(model, plan.response_text, plan.response_bytes)
+    if prefix and text.startswith(prefix) and len(text) > len(prefix):
+        text = text[len(prefix) :]  # continue the partial answer, as a prefill does
     prompt = payloads.prompt_tokens(body.get("messages"))
     if not stream:
         return _json(payloads.completion_body(model, text, prompt_tokens=prompt))

@@ -124,11 +124,14 @@ class RetryPolicy:
         model: str,
         metrics: Metrics | None = None,
         retry_timeouts: bool = True,
+        retries: int | None = None,
     ) -> T:
         """Call `attempt` until it succeeds or a stop rule holds; raise the right final error.
 
         `retry_timeouts=False` (the model has fallbacks): a timed-out attempt ends the call.
+        `retries` overrides `max_retries` for this call (0: the caller has a better next step).
         """
+        max_retries = self.max_retries if retries is None else retries
         failures_500 = 0
 
         def retryable(exc: BaseException) -> bool:
@@ -148,7 +151,7 @@ class RetryPolicy:
         try:
             return await attempt()
         except Exception as exc:
-            if not retryable(exc):
+            if max_retries == 0 or not retryable(exc):
                 _with_retry_after(exc, self.backoff(1))
                 raise
             first_failure: list[BaseException] = [exc]
@@ -177,7 +180,7 @@ class RetryPolicy:
 
         def stop(state: RetryCallState) -> bool:
             delay = planned["delay"]
-            if delay is None or state.attempt_number > self.max_retries:
+            if delay is None or state.attempt_number > max_retries:
                 return True
             return delay + self.min_attempt_seconds > deadline.remaining()
 
@@ -188,7 +191,7 @@ class RetryPolicy:
             _with_retry_after(exc, self.backoff(state.attempt_number))
             out_of_time = (
                 delay is not None
-                and state.attempt_number <= self.max_retries
+                and state.attempt_number <= max_retries
                 and delay + self.min_attempt_seconds > deadline.remaining()
             )
             # A 429 or 503 is already the honest answer ("not now, come back then").

@@ -49,7 +49,7 @@ from llm_gateway.upstream.port import (
     UpstreamResponse,
     UpstreamStreamResponse,
 )
-from llm_gateway.upstream.recovery import RecoveringStream
+from llm_gateway.upstream.recovery import RecoveringStream, no_model_can_answer
 from llm_gateway.upstream.sse import SseEventReader, StreamTranscript
 from llm_gateway.upstream.stream import UpstreamStream, read_first_event
 
@@ -122,6 +122,7 @@ class LiteLLMClient:
     async def chat(self, payload: dict[str, Any], *, deadline: Deadline) -> UpstreamResult:
         """A non-streamed chat completion, OpenAI format in and out."""
         cascade = await self.cascade(str(payload.get("model") or ""))
+        skipped: CircuitOpen | None = None
         for position, model in enumerate(cascade):
             # Only an open circuit moves on here (no network was touched): every other failure
             # already had LiteLLM's own walk down the same cascade.
@@ -132,10 +133,12 @@ class LiteLLMClient:
                     deadline,
                     chain=len(cascade) - position,
                 )
-            except CircuitOpen:
-                if position == len(cascade) - 1:
-                    raise
-        raise AssertionError("a cascade is never empty")
+            except CircuitOpen as exc:
+                skipped = skipped or exc
+            except UpstreamError as exc:
+                raise exc if skipped is None else no_model_can_answer(skipped, exc) from exc
+        assert skipped is not None, "a cascade is never empty"
+        raise skipped
 
     async def embeddings(
         self, model: str, inputs: list[str], *, deadline: Deadline | None = None
@@ -181,7 +184,8 @@ class LiteLLMClient:
                 deadline=deadline,
                 model=model,
                 metrics=self._metrics,
-                retry_timeouts=models_left == 1,
+                # With a next model to fail over to, that is the better retry (recovery.py).
+                retries=None if models_left == 1 else 0,
             )
 
         stream = RecoveringStream(body, cascade, open_model)

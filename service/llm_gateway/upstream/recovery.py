@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from llm_gateway.errors import (
+    CircuitOpen,
     GatewayError,
     StreamInterrupted,
     UpstreamAuthError,
@@ -44,6 +45,16 @@ OpenModel = Callable[[dict[str, Any], int], Awaitable[UpstreamStream]]
 def worth_another_model(exc: BaseException) -> bool:
     """A failure another model might not have: the upstream's, not the request's or our key's."""
     return isinstance(exc, UpstreamError) and not isinstance(exc, UpstreamAuthError)
+
+
+def no_model_can_answer(skipped: CircuitOpen, last: GatewayError) -> CircuitOpen:
+    """The answer when the primary's circuit is open and its fallbacks failed too: 503 with the
+    breaker's Retry-After, naming both."""
+    return CircuitOpen(
+        f"{skipped.message}; its fallbacks failed too (last: {last.message})",
+        retry_after=skipped.retry_after,
+        extra=skipped.extra,
+    )
 
 
 def with_prefix(payload: dict[str, Any], model: str, prefix: str) -> dict[str, Any]:
@@ -69,6 +80,7 @@ class RecoveringStream:
         self._current = await self._open_from(0, prefix="")
 
     async def _open_from(self, index: int, *, prefix: str) -> UpstreamStream:
+        skipped: CircuitOpen | None = None
         for position in range(index, len(self._cascade)):
             model = self._cascade[position]
             payload = with_prefix(self._payload, model, prefix)
@@ -81,6 +93,10 @@ class RecoveringStream:
                         f"Model '{model}' refused to continue the partial answer ({exc.message})",
                         extra={"model": model},
                     ) from exc
+                if isinstance(exc, CircuitOpen):
+                    skipped = skipped or exc
+                if last and skipped is not None and exc is not skipped:
+                    raise no_model_can_answer(skipped, exc) from exc
                 if last or not worth_another_model(exc):
                     raise
                 log.warning(
