@@ -156,10 +156,6 @@ def error_for_response(
         )
     if status in (401, 403) or upstream_error_type(response.content) in _KEY_REFUSED_TYPES:
         return UpstreamAuthError(upstream_status=status)
-    if status in (400, 422):
-        return UpstreamBadRequest(
-            message, upstream_status=status, code=provider_code(response.content, message)
-        )
     if status == 408:
         # LiteLLM answers 408 when ITS timeout for the provider expired: an upstream timeout.
         return UpstreamTimeout(
@@ -176,7 +172,7 @@ def error_for_response(
             f"The upstream for model '{model}' is rate limiting: {message}",
             retry_after=retry_after,
         )
-    if 400 <= status < 500:
+    if 400 <= status < 500:  # 400, 422 and the rest: the request itself was refused
         return UpstreamBadRequest(
             message, upstream_status=status, code=provider_code(response.content, message)
         )
