@@ -143,7 +143,8 @@ def main() -> int:
         for exporter in exporters.values():
             exporter.close()
     print(
-        f"\nMLflow server --workers {args.mlflow_workers}; {args.rounds} rounds, shapes interleaved"
+        f"\nMLflow server workers: sqlite 1 (one writer), postgres {args.mlflow_workers}; "
+        f"{args.rounds} rounds, shapes interleaved"
     )
     print(
         f"{'backend':<10} {'batch':>5} {'in flight':>9} "

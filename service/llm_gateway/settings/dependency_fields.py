@@ -168,7 +168,10 @@ class DependencyFields(BaseModel):
         50_000_000, ge=1024, description="Journal file size before rotation."
     )
     trace_journal_max_files: int = Field(
-        5, ge=1, description="Rotated journal files kept; drops beyond are counted and logged."
+        5,
+        ge=1,
+        description="Journal bound per worker: MAX_BYTES x MAX_FILES bytes; the oldest dropped "
+        "beyond, counted.",
     )
     trace_replay_interval: float = Field(
         15, gt=0, description="Seconds between attempts to replay the journal."

@@ -10,8 +10,13 @@ Each journal instance writes only its own files (pid plus a random token, so a r
 a restart never collides), so no two processes ever append to one file. Liveness is the owner's
 flock, not `kill(pid, 0)`: in a container a restarted worker often gets its dead predecessor's pid.
 
-Rotation happens at `max_bytes`; when an instance would keep more than `max_files` files, the
-oldest is deleted and its records are counted and logged as dropped: the only way a trace is lost.
+Rotation happens at `max_bytes`. An instance holds at most `max_bytes x max_files` bytes: when
+its closed files pass `max_bytes x (max_files - 1)` (the active file gets the last share), the
+oldest is deleted and its records are counted and logged as dropped: the only way a trace is
+lost. The bound is on bytes, not on the number of files, because every replay round closes the
+active file (so it can be claimed) and a round cut short by a failure gives its unsent records
+back as a file of their own: during a long or flapping outage an instance collects many small
+files, and counting files would drop traces far below the bound (it did, in bench/trace_load.py).
 
 Replay claims files by an atomic rename, so two replayers never send the same file: its own
 closed files, and every file (or abandoned claim) of an owner whose lock is free. Its own active
@@ -161,13 +166,23 @@ class TraceJournal:
     def _open_next(self) -> None:
         # The previous file is already closed and fsynced: from now on a replayer may claim it.
         self._active_seq += 1
-        path = self.directory / f"traces-{self.owner}-{self._active_seq:06d}.jsonl"
-        self._active = path.open("ab")
+        path_open = self.directory / f"traces-{self.owner}-{self._active_seq:06d}.jsonl"
+        self._active = path_open.open("ab")
         self._active_size = 0
-        own = self._own_files()
-        while len(own) > self.max_files:
-            _, oldest = own.pop(0)
-            self._drop(oldest, reason="max_files")
+        sizes = [(path, self._size(path)) for _, path in self._own_files() if path != path_open]
+        closed_bound = self.max_bytes * (self.max_files - 1)
+        held = sum(size for _, size in sizes)
+        while sizes and held > closed_bound:
+            oldest, size = sizes.pop(0)
+            held -= size
+            self._drop(oldest, reason="max_bytes_x_max_files")
+
+    @staticmethod
+    def _size(path: Path) -> int:
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:
+            return 0  # a replayer claimed it meanwhile
 
     def _drop(self, path: Path, *, reason: str) -> None:
         try:
@@ -184,7 +199,12 @@ class TraceJournal:
             self.metrics.traces.labels("dropped").inc(count)
         log.error(
             "trace_journal_dropped",
-            extra={"dropped": count, "reason": reason, "file": file, "max_files": self.max_files},
+            extra={
+                "dropped": count,
+                "reason": reason,
+                "file": file,
+                "bound_bytes": self.max_bytes * self.max_files,
+            },
         )
 
     # --- replay ----------------------------------------------------------------------------
