@@ -39,8 +39,8 @@ image-e2e: docker-engine
 	else $(MAKE) --no-print-directory image; fi
 
 .PHONY: test-e2e
-test-e2e: install image-e2e ## build the image and run the e2e suite (kubelet + endpoints emulation)
-	E2E_IMAGE=$(IMAGE) $(BIN)/pytest -m e2e tests/e2e $(PYTEST_ARGS)
+test-e2e: install tools image-e2e ## build the image and run the e2e suite (kubelet + endpoints emulation) on the chart's pod spec
+	E2E_IMAGE=$(IMAGE) E2E_POD_SOURCE=chart $(BIN)/pytest -m e2e tests/e2e $(PYTEST_ARGS)
 
 .PHONY: image-redis
 image-redis: ## build the chart's Redis image from Debian's redis-server on the offline base
