@@ -37,6 +37,7 @@ from typing import Any, cast
 import qdrant_edge as edge
 
 from llm_gateway.cache.records import (
+    KEYWORD_FIELDS,
     PendingPoint,
     PointId,
     StoredAnswer,
@@ -46,7 +47,6 @@ from llm_gateway.cache.records import (
 
 log = logging.getLogger(__name__)
 
-_KEYWORD_FIELDS = ("scope", "model", "params_fingerprint", "context_fingerprint")
 _SCROLL_PAGE = 512
 _LOCKED = "WouldBlock"  # how Edge words "another process holds this shard's log"
 
@@ -93,7 +93,7 @@ class EdgeStore:
                     },
                 )
         shard = edge.EdgeShard.create(str(self.path), self._config())
-        for field in _KEYWORD_FIELDS:
+        for field in KEYWORD_FIELDS:
             shard.update(
                 edge.UpdateOperation.create_field_index(field, edge.PayloadSchemaType.Keyword)
             )
@@ -152,7 +152,7 @@ class EdgeStore:
             must=[
                 *(
                     edge.FieldCondition(key=field, match=edge.MatchValue(value))
-                    for field, value in zip(_KEYWORD_FIELDS, wanted, strict=True)
+                    for field, value in zip(KEYWORD_FIELDS, wanted, strict=True)
                 ),
                 edge.FieldCondition(key="expires_at", range=edge.RangeFloat(gt=now)),
             ]

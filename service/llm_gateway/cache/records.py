@@ -11,6 +11,10 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+# The payload fields a semantic search must match exactly, in the order the stores' `search`
+# takes them; both stores keyword-index them, so they are listed once for both.
+KEYWORD_FIELDS = ("scope", "model", "params_fingerprint", "context_fingerprint")
+
 
 @dataclass(frozen=True)
 class StoredAnswer:

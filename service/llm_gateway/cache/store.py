@@ -27,6 +27,7 @@ from typing import Any
 from qdrant_client import AsyncQdrantClient, models
 
 from llm_gateway.cache.records import (
+    KEYWORD_FIELDS,
     PendingPoint,
     PointId,
     StoredAnswer,
@@ -36,7 +37,6 @@ from llm_gateway.cache.records import (
 
 log = logging.getLogger(__name__)
 
-_KEYWORD_FIELDS = ("scope", "model", "params_fingerprint", "context_fingerprint")
 _SCROLL_PAGE = 512
 
 
@@ -127,7 +127,7 @@ class QdrantStore:
             )
             if self._url is not None:
                 # Indexes make the filtered search cheap (local mode has none to make).
-                for field in _KEYWORD_FIELDS:
+                for field in KEYWORD_FIELDS:
                     await self._call(
                         "create_payload_index", name, field, models.PayloadSchemaType.KEYWORD
                     )
