@@ -12,12 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import orjson
 import pytest
 
-from llm_gateway.auth.passwords import hash_password
 from tests.support.fake_upstream import FakeUpstreamProcess
-from tests.support.gateway_process import GatewayProcess, start_gateway
+from tests.support.gateway_process import GatewayProcess, admin_gateway, admin_headers
 from tests.support.litellm_proxy import LiteLLMStack
 
 pytestmark = pytest.mark.integration
@@ -27,12 +25,8 @@ MODEL = "primary-model"
 
 @pytest.fixture
 def gateway(litellm_stack: LiteLLMStack, tmp_path: Path) -> Iterator[GatewayProcess]:
-    users = [{"username": "root", "password_hash": hash_password("root-pw"), "role": "admin"}]
-    process = start_gateway(
+    with admin_gateway(
         tmp_path,
-        app="llm_gateway.app:create_app()",
-        workers=2,
-        USERS_JSON=orjson.dumps(users).decode(),
         RETRIES_AFTER_FIRST_TRY="0",
         BREAKER_FAILURE_THRESHOLD="2",
         # Stays open for the whole test.
@@ -40,21 +34,15 @@ def gateway(litellm_stack: LiteLLMStack, tmp_path: Path) -> Iterator[GatewayProc
         UPSTREAM_REQUEST_TIMEOUT="5",
         DEFAULT_MODEL="fake-model",
         **litellm_stack.gateway_env(),
-    )
-    litellm_stack.warm_up()
-    try:
+    ) as process:
+        litellm_stack.warm_up()
         yield process
-    finally:
-        process.stop()
 
 
 def test_every_answer_shows_the_worker_whose_circuit_opened(
     gateway: GatewayProcess, fake_upstream: FakeUpstreamProcess
 ) -> None:
-    login = httpx.post(
-        f"{gateway.base_url}/auth/login", json={"username": "root", "password": "root-pw"}
-    )
-    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    headers = admin_headers(gateway)
     # The proxy falls back from the primary to the secondary model: both fail.
     fake_upstream.fault("status", model=MODEL, status=502, count=-1)
     fake_upstream.fault("status", model="secondary-model", status=502, count=-1)

@@ -19,11 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 
-from llm_gateway.auth.passwords import hash_password
-from tests.support.gateway_process import WORKER_STARTED, GatewayProcess, start_gateway
+from tests.support.gateway_process import (
+    WORKER_STARTED,
+    GatewayProcess,
+    admin_gateway,
+    admin_headers,
+)
 from tests.support.litellm_proxy import LiteLLMStack
 from tests.support.paraphrases import PARAPHRASES, QUESTIONS
 
@@ -32,24 +35,17 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def gateway(litellm_stack: LiteLLMStack, tmp_path: Path) -> Iterator[GatewayProcess]:
-    users = [{"username": "root", "password_hash": hash_password("root-pw"), "role": "admin"}]
-    process = start_gateway(
+    with admin_gateway(
         tmp_path,
-        app="llm_gateway.app:create_app()",
-        workers=2,
-        USERS_JSON=orjson.dumps(users).decode(),
         CACHE_ENABLED="true",
         SEMANTIC_CACHE_ENABLED="true",
         EMBEDDER="hashing",
         HEALTH_CACHE_TTL="0",  # every /health/detailed reads the worker's cache afresh
         DEFAULT_MODEL="fake-model",
         **litellm_stack.gateway_env(),
-    )
-    litellm_stack.warm_up()
-    try:
+    ) as process:
+        litellm_stack.warm_up()
         yield process
-    finally:
-        process.stop()
 
 
 def cache_of(client: httpx.Client) -> tuple[str, dict[str, Any]]:
@@ -61,10 +57,7 @@ def cache_of(client: httpx.Client) -> tuple[str, dict[str, Any]]:
 def test_a_killed_workers_answers_are_served_by_its_replacement(
     gateway: GatewayProcess,
 ) -> None:
-    login = httpx.post(
-        f"{gateway.base_url}/auth/login", json={"username": "root", "password": "root-pw"}
-    )
-    headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    headers = admin_headers(gateway)
 
     def connect() -> httpx.Client:
         return httpx.Client(base_url=gateway.base_url, headers=headers, timeout=30)

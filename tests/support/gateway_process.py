@@ -5,9 +5,14 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
+import orjson
+
+from llm_gateway.auth.passwords import hash_password
 from tests.support.processes import ManagedProcess, free_port, wait_http
 from tests.support.settings import base_env
 
@@ -66,3 +71,38 @@ def start_gateway(
         process.stop()
         raise AssertionError(f"gateway did not start:\n{process.output()[-4000:]}") from None
     return process
+
+
+ADMIN_LOGIN = {"username": "root", "password": "root-pw"}
+
+
+@contextmanager
+def admin_gateway(
+    tmp_path: Path, *, workers: int = 2, **settings: str | None
+) -> Iterator[GatewayProcess]:
+    """The real app under gunicorn with one admin (ADMIN_LOGIN), stopped on exit."""
+    users = [
+        {
+            "username": ADMIN_LOGIN["username"],
+            "password_hash": hash_password(ADMIN_LOGIN["password"]),
+            "role": "admin",
+        }
+    ]
+    process = start_gateway(
+        tmp_path,
+        app="llm_gateway.app:create_app()",
+        workers=workers,
+        USERS_JSON=orjson.dumps(users).decode(),
+        **settings,
+    )
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def admin_headers(gateway: GatewayProcess) -> dict[str, str]:
+    """An Authorization header for ADMIN_LOGIN on `gateway`."""
+    login = httpx.post(f"{gateway.base_url}/auth/login", json=ADMIN_LOGIN)
+    login.raise_for_status()
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
