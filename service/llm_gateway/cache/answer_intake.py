@@ -3,8 +3,8 @@
 A successful, complete answer goes, in this order:
 1. to the pod's shared exact table (embedded store), before the caller's response is written:
    a repeat sent the moment the answer arrives may reach another worker, and must hit there;
-2. once the caller's task yields, to this worker's answer table (lru.py), its semantic index
-   (local_index.py, embedded store) and the write-behind queue of the answer store.
+2. once the caller's task yields, to this worker's answer table (lru.py) and the write-behind
+   queue of the answer store, whose semantic search finds it once it is written.
 
 A miss's lookup already embedded the prompt; it leaves the vector here (`note`) so that the store
 of the same request does not embed it again. Nothing here raises: a failure is logged and
@@ -20,7 +20,6 @@ from typing import Any, Final
 
 from llm_gateway.cache import keys
 from llm_gateway.cache.embedders import Embedder
-from llm_gateway.cache.local_index import SemanticIndex, partition_key
 from llm_gateway.cache.lru import ExactLru, encode_payload
 from llm_gateway.cache.point_slots import PointSlots
 from llm_gateway.cache.records import AnswerRecord
@@ -28,9 +27,10 @@ from llm_gateway.cache.request import CacheRequest, CacheTier
 from llm_gateway.cache.shared_exact import SharedExactTable
 from llm_gateway.cache.write_behind import WriteBehind
 
-# What a miss's lookup learned (vector, partition), kept for the store of the same request; a
-# store follows its lookup within one upstream call, so a few hundred cover every request in
-# flight in a worker.
+# What a miss's lookup learned of its prompt (vector, params fingerprint, context fingerprint),
+# kept for the store of the same request; a store follows its lookup within one upstream call, so
+# a few hundred cover every request in flight in a worker.
+Learned = tuple[list[float], str, str]
 _RECENT: Final = 512
 
 
@@ -43,38 +43,31 @@ class AnswerIntake:
         shared: SharedExactTable | None,
         writer: WriteBehind,
         slots: PointSlots | None,
-        index_for: Callable[[list[float]], SemanticIndex] | None,
         semantic_enabled: bool,
         ttl_seconds: float,
         timeout: float,
         clock: Callable[[], float],
         failed: Callable[[str, CacheTier, BaseException], None],
     ) -> None:
-        """`slots` gives point ids on the embedded store (None: uuid5 of the key); `index_for`
-        the worker's semantic index (embedded store with the semantic tier on), else None."""
+        """`slots` gives point ids on the embedded store (None: uuid5 of the key)."""
         self._embedder = embedder
         self._lru = lru
         self._shared = shared
         self._writer = writer
         self._slots = slots
-        self._index_for = index_for
         self._ttl = ttl_seconds
         self._timeout = timeout
         self._clock = clock
         self._failed = failed
         self._semantic = semantic_enabled
-        self._recent: OrderedDict[str, tuple[list[float], str]] = OrderedDict()
+        self._recent: OrderedDict[str, Learned] = OrderedDict()
         self._pending: set[asyncio.Task[None]] = set()
 
-    def note(self, key: str, vector: list[float], partition: str) -> None:
+    def note(self, key: str, learned: Learned) -> None:
         """A lookup embedded this request's prompt; its store will reuse the vector."""
-        self._recent[key] = (vector, partition)
+        self._recent[key] = learned
         while len(self._recent) > _RECENT:
             self._recent.popitem(last=False)
-
-    def forget(self, key: str) -> None:
-        """The lookup hit: no store follows."""
-        self._recent.pop(key, None)
 
     async def drain(self) -> None:
         """Wait (bounded) for stores still embedding their prompt; cancel what is left."""
@@ -85,17 +78,19 @@ class AnswerIntake:
                 task.cancel()
 
     async def store(self, req: CacheRequest, payload: dict[str, Any]) -> None:
-        """Remember an answer and wait until this worker's tiers hold it."""
+        """Remember an answer and wait until every tier holds it (the store's write included)."""
         prepared = self._prepare(req, payload)
         if prepared is not None:
             key, body, now = prepared
             self._share(key, body, now)
             await self._remember(req, key, body, now)
+            await self._writer.flush()
 
     def schedule_store(self, req: CacheRequest, payload: dict[str, Any]) -> None:
         """`store` without delaying the caller's response: the shared write now, the rest once
         the caller's task yields (synchronously when the lookup already embedded the prompt or
-        nothing needs embedding, otherwise as a task that `drain` waits for)."""
+        nothing needs embedding, otherwise as a task that `drain` waits for); the store's write
+        goes with the write-behind's next batch."""
         prepared = self._prepare(req, payload)
         if prepared is None:
             return
@@ -121,38 +116,44 @@ class AnswerIntake:
         except Exception as exc:
             self._failed("cache_store_failed", "exact", exc)
 
-    def _needs_vector(self, req: CacheRequest) -> bool:
-        return self._semantic and bool(req.prompt_text.strip())
-
     def _remember_soon(self, req: CacheRequest, key: str, body: bytes, now: float) -> None:
-        if key in self._recent or not self._needs_vector(req):
-            try:
-                self._lru.put_body(key, body, now, now + self._ttl)
-                self._persist(req, key, body, now, self._recent.pop(key, None))
-            except Exception as exc:
-                self._failed("cache_store_failed", "exact", exc)
-            return
-        task = asyncio.create_task(self._remember(req, key, body, now), name="cache-store")
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        learned = self._recent.pop(key, None)
+        if learned is None and self._semantic and req.prompt_text.strip():
+            task = asyncio.create_task(self._remember(req, key, body, now), name="cache-store")
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+        else:
+            self._keep(req, key, body, now, learned)
 
     async def _remember(self, req: CacheRequest, key: str, body: bytes, now: float) -> None:
-        stage: CacheTier = "exact"
-        try:
-            self._lru.put_body(key, body, now, now + self._ttl)
-            learned = self._recent.pop(key, None)
-            if learned is None and self._needs_vector(req):
-                stage = "semantic"
+        learned = self._recent.pop(key, None)
+        if learned is None and self._semantic and req.prompt_text.strip():
+            try:
                 async with asyncio.timeout(self._timeout):
                     [vector] = await self._embedder.embed([req.prompt_text])
-                partition = partition_key(
-                    keys.request_fingerprint(req), keys.context_fingerprint(req)
-                )
-                learned = (vector, partition)
-                stage = "exact"
-            self._persist(req, key, body, now, learned)
+            except Exception as exc:
+                self._failed("cache_store_failed", "semantic", exc)
+                self._keep(req, key, body, now, None, persist=False)  # the exact tiers only
+                return
+            learned = (vector, keys.request_fingerprint(req), keys.context_fingerprint(req))
+        self._keep(req, key, body, now, learned)
+
+    def _keep(
+        self,
+        req: CacheRequest,
+        key: str,
+        body: bytes,
+        now: float,
+        learned: Learned | None,
+        *,
+        persist: bool = True,
+    ) -> None:
+        try:
+            self._lru.put_body(key, body, now, now + self._ttl)
+            if persist:
+                self._persist(req, key, body, now, learned)
         except Exception as exc:
-            self._failed("cache_store_failed", stage, exc)
+            self._failed("cache_store_failed", "exact", exc)
 
     def _persist(
         self,
@@ -160,14 +161,15 @@ class AnswerIntake:
         key: str,
         body: bytes,
         now: float,
-        learned: tuple[list[float], str] | None,
+        learned: Learned | None,
     ) -> None:
-        """Index the answer's vector (embedded store) and queue its point for the store."""
+        """Queue the answer's point for the store."""
         if key not in self._lru:
-            return  # a bound of one entry, or evicted at once: nothing to index or write
-        if learned is not None:  # the lookup already hashed both (partition_key joins them)
-            params, context = learned[1].split(":")
+            return  # a bound of one entry, or evicted at once: nothing to write
+        if learned is not None:  # the lookup already hashed both
+            vector, params, context = learned
         else:
+            vector = _placeholder_vector(self._embedder.dimensions)
             params, context = keys.request_fingerprint(req), keys.context_fingerprint(req)
         record = AnswerRecord(
             key=key,
@@ -179,12 +181,6 @@ class AnswerIntake:
             expires_at=now + self._ttl,
             payload=body.decode(),
         )
-        if learned is None:
-            vector = _placeholder_vector(self._embedder.dimensions)
-        else:
-            vector = learned[0]
-            if self._index_for is not None:
-                self._index_for(vector).put(learned[1], key, vector, record.expires_at)
         point_id = keys.point_id(key) if self._slots is None else self._slots.assign(key)
         self._writer.upsert(point_id, vector, record)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import orjson
@@ -45,50 +46,41 @@ async def guarded(
         return FAILED
 
 
+@dataclass(frozen=True)
 class ExactTier:
-    def __init__(
-        self,
-        *,
-        lru: ExactLru,
-        shared: SharedExactTable | None,
-        server: Callable[[], AnswerStore | None] | None,
-        count: Callable[[CacheTier, str], None],
-        failed: FailedCallback,
-    ) -> None:
-        """`server`: the shared store to ask by id (None on the embedded store)."""
-        self._lru = lru
-        self._shared = shared
-        self._server = server
-        self._count = count
-        self._failed = failed
+    lru: ExactLru
+    shared: SharedExactTable | None
+    server: Callable[[], AnswerStore | None] | None  # the shared store to ask by id, if any
+    count: Callable[[CacheTier, str], None]
+    failed: FailedCallback
 
     async def find(self, key: str, now: float, deadline: float) -> CacheHit | Failed | None:
-        cached = self._lru.get(key, now)
+        cached = self.lru.get(key, now)
         if cached is not None:
-            self._count("exact", "hit")
-            if self._shared is not None:
-                self._shared.touch(key, now)
+            self.count("exact", "hit")
+            if self.shared is not None:
+                self.shared.touch(key, now)
             payload, created_at = cached
             return CacheHit("exact", payload, 1.0, max(0.0, now - created_at))
         from_siblings = self._from_shared(key, now)
-        if from_siblings is not None or self._server is None:
+        if from_siblings is not None or self.server is None:
             return from_siblings
-        store = self._server()
+        store = self.server()
         if store is None:
-            self._count("exact", "error")  # logged once by open; counted so dashboards see it
+            self.count("exact", "error")  # logged once by open; counted so dashboards see it
             return FAILED
         stored = await guarded(
-            "exact", deadline, lambda: store.get(keys.point_id(key)), self._failed
+            "exact", deadline, lambda: store.get(keys.point_id(key)), self.failed
         )
         if isinstance(stored, Failed) or stored is None or stored.expires_at <= now:
             return stored if isinstance(stored, Failed) else None
-        self._count("exact", "hit")
-        self._lru.put(key, stored.payload, stored.created_at, stored.expires_at)
+        self.count("exact", "hit")
+        self.lru.put(key, stored.payload, stored.created_at, stored.expires_at)
         return CacheHit("exact", stored.payload, 1.0, max(0.0, now - stored.created_at))
 
     def _from_shared(self, key: str, now: float) -> CacheHit | Failed | None:
         """An answer another worker of the pod stored (embedded store)."""
-        table = self._shared
+        table = self.shared
         if table is None or not table.is_open:
             return None
         try:
@@ -98,9 +90,9 @@ class ExactTier:
             body, created_at, expires_at = row
             payload: dict[str, Any] = orjson.loads(body)
         except Exception as exc:  # sqlite3.Error, OSError, a corrupt row: a miss, logged
-            self._failed("cache_lookup_failed", "exact", exc)
+            self.failed("cache_lookup_failed", "exact", exc)
             return FAILED
         table.touch(key, now)
-        self._lru.put_body(key, body, created_at, expires_at)
-        self._count("exact", "hit")
+        self.lru.put_body(key, body, created_at, expires_at)
+        self.count("exact", "hit")
         return CacheHit("exact", payload, 1.0, max(0.0, now - created_at))

@@ -27,12 +27,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import math
 import re
 import unicodedata
 from functools import lru_cache
-
-import numpy as np
-import numpy.typing as npt
 
 DEFAULT_DIMENSIONS = 512
 # Prompts longer than this are embedded in a worker thread so the event loop keeps serving.
@@ -214,22 +212,22 @@ def _word_grams(word: str) -> tuple[str, ...]:
     return tuple(f"c:{gram}" for gram in _char_grams(f"<{word}>"))
 
 
-def _hashed(features: dict[str, float], dimensions: int) -> npt.NDArray[np.float64]:
-    if not features:
-        return np.zeros(dimensions, dtype=np.float64)
-    indices: list[int] = []
-    weights: list[float] = []
+def _hashed(features: dict[str, float], dimensions: int) -> dict[int, float]:
+    """The signed-hashing vector of `features` as {bucket: value}, L2-normalised.
+
+    Sparse plain floats, not numpy: a prompt fills a few dozen of the buckets, and importing
+    numpy would cost every worker ~24 MB of RSS for this alone.
+    """
+    vector: dict[int, float] = {}
     for feature, weight in features.items():
         index, sign = _bucket(feature, dimensions)
-        indices.append(index)
-        weights.append(sign * weight)
-    # bincount adds the weights of each bucket in input order, as the former per-feature loop
-    # did, so vectors are bit-identical; it is one C call instead of a numpy scalar op each.
-    vector: npt.NDArray[np.float64] = np.bincount(  # type: ignore[assignment]
-        indices, weights=weights, minlength=dimensions
-    )
-    norm = float(np.linalg.norm(vector))
-    return vector / norm if norm > 0 else vector
+        vector[index] = vector.get(index, 0.0) + sign * weight
+    return _normalised(vector)
+
+
+def _normalised(vector: dict[int, float]) -> dict[int, float]:
+    norm = math.sqrt(math.fsum(value * value for value in vector.values()))
+    return {index: value / norm for index, value in vector.items()} if norm > 0 else vector
 
 
 class HashingEmbedder:
@@ -243,19 +241,22 @@ class HashingEmbedder:
 
     def embed_one(self, text: str) -> list[float]:
         lexical, polarity = _features(text)
-        vector = _hashed(lexical, self.dimensions)
+        sparse = _hashed(lexical, self.dimensions)
         if polarity:
             # The polarity block is normalised on its own and mixed in at a fixed share, so a
             # lone "not" weighs as much in a long prompt as in a short one.
-            polar = _hashed(polarity, self.dimensions)
-            vector = np.sqrt(1 - _POLARITY_SHARE) * vector + np.sqrt(_POLARITY_SHARE) * polar
-            norm = float(np.linalg.norm(vector))
-            vector = vector / norm if norm > 0 else vector
-        if not vector.any():
+            keep, mix = math.sqrt(1 - _POLARITY_SHARE), math.sqrt(_POLARITY_SHARE)
+            mixed = {index: keep * value for index, value in sparse.items()}
+            for index, value in _hashed(polarity, self.dimensions).items():
+                mixed[index] = mixed.get(index, 0.0) + mix * value
+            sparse = _normalised(mixed)
+        vector = [0.0] * self.dimensions
+        for index, value in sparse.items():
+            vector[index] = value
+        if not any(vector):
             # Text with no usable features (empty, punctuation): a fixed, valid unit vector.
             vector[0] = 1.0
-        values: list[float] = vector.tolist()
-        return values
+        return vector
 
     def embed_sync(self, texts: list[str]) -> list[list[float]]:
         return [self.embed_one(text) for text in texts]

@@ -19,19 +19,15 @@ from typing import Any
 
 import orjson
 
-from llm_gateway.cache.hashing import normalize_text
+from llm_gateway.cache.hashing import NUMBER_WORDS, normalize_text
 from llm_gateway.cache.request import CacheRequest
 from llm_gateway.chat_request import ANSWER_CHANGING_PARAMS
 
 # Message fields that are part of the conversation the model sees, besides role and content.
 _MESSAGE_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id")
 _NUMBER_OR_WORD = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+")
-_SMALL_NUMBERS = (
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
-    "nineteen", "twenty",
-)  # fmt: skip
-_NUMBER_WORDS = {word: str(value) for value, word in enumerate(_SMALL_NUMBERS)} | {
+# The embedder's spelled-out numbers (zero to twenty), and a few round ones it leaves as words.
+_NUMBER_WORDS = NUMBER_WORDS | {
     "thirty": "30", "forty": "40", "fifty": "50", "hundred": "100", "thousand": "1000"
 }  # fmt: skip
 # Fixed namespace so point ids are stable across processes and releases.

@@ -3,12 +3,11 @@ what waits to be written (`PendingPoint`). No qdrant-client import here on purpo
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
-import numpy.typing as npt
 import orjson
 
 # The payload fields a semantic search must match exactly, in the order the stores' `search`
@@ -93,9 +92,9 @@ class PendingPoint:
     """
 
     point_id: PointId
-    vector: npt.NDArray[np.float32]
+    vector: array[float]  # typecode "f": float32
     record: AnswerRecord
 
     @classmethod
     def of(cls, point_id: PointId, vector: Sequence[float], record: AnswerRecord) -> PendingPoint:
-        return cls(point_id, np.asarray(vector, dtype=np.float32), record)
+        return cls(point_id, array("f", vector), record)

@@ -14,16 +14,16 @@ the worker's tables keep serving its own answers and a background task retries t
 
 Parts: the store (answer_store.py: Qdrant Edge, one shard per worker under DATA_DIR/qdrant-edge,
 or a Qdrant server with QDRANT_URL), opened and retried by store_keeper.py; the store path
-(answer_intake.py); the semantic search (semantic_tier.py). On the embedded store each worker's
-shard is private to it, so the worker's tables are authoritative for what it holds: warmed from
-it at open (warmup.py), they answer every lookup and the shard is only written (write_behind.py).
-The exact tier is shared by the pod's workers through DATA_DIR/cache/exact.sqlite3. With a
-server the server is the source of truth and shared by every worker and pod; the table is a
-per-worker front.
+(answer_intake.py), written in batches (write_behind.py). The semantic tier is the store's own
+search, so an answer is found there once its batch is written (the flush interval), and the exact
+tier serves a repeat before that. On the embedded store each worker's shard is private to it, so the
+worker's answer table says what the shard holds (warmed from it at open, warmup.py). The exact
+tier is shared by the pod's workers through DATA_DIR/cache/exact.sqlite3. With a server the
+server is the source of truth and shared by every worker and pod; the table is a per-worker front.
 
 Size: CACHE_MAX_ENTRIES bounds each worker's table; the least recently used answer leaves first,
-and with it its vector in the index and (embedded store) its slot in the shard, which the next
-answer overwrites (point_slots.py), so a worker's memory and shard level off. The shared exact table
+and with it (embedded store) its slot in the shard, which the next answer overwrites
+(point_slots.py), so a worker's memory and shard level off. The shared exact table
 holds at most CACHE_MAX_ENTRIES answers too (on disk), least recently used out first. A server's
 collection is shared and is bounded by the TTL purge only.
 """
@@ -44,12 +44,11 @@ from llm_gateway.cache.embedders import Embedder
 from llm_gateway.cache.exact_tier import ExactTier, Failed, guarded
 from llm_gateway.cache.lru import ExactLru
 from llm_gateway.cache.point_slots import PointSlots
+from llm_gateway.cache.records import StoredAnswer
 from llm_gateway.cache.request import CacheHit, CacheRequest, CacheTier
-from llm_gateway.cache.semantic_tier import Found, SemanticTier
 from llm_gateway.cache.shared_exact import SharedExactTable, keep_checkpointed
-from llm_gateway.cache.slots import DEFAULT_MAX_SLOTS
 from llm_gateway.cache.store_keeper import StoreKeeper
-from llm_gateway.cache.warmup import warm_tables
+from llm_gateway.cache.warmup import warm_table
 from llm_gateway.cache.write_behind import WriteBehind
 from llm_gateway.errors import DependencyUnavailable
 from llm_gateway.observability.metrics import Metrics
@@ -79,7 +78,6 @@ class ResponseCache:
         open_timeout: float = 10.0,
         flush_interval: float = 0.2,
         flush_batch: int = 64,
-        max_worker_slots: int = DEFAULT_MAX_SLOTS,
         checkpoint_interval: float = 1.0,
         store_is_private: bool | None = None,
         clock: Callable[[], float] = time.time,
@@ -102,13 +100,7 @@ class ResponseCache:
             if self._private and data_dir is not None
             else None
         )
-        self._semantic_tier = SemanticTier(
-            embedder=embedder,
-            lru=self._lru,
-            threshold=semantic_threshold,
-            store=lambda: self._keeper.store,
-            in_memory=self._private,
-        )
+        self._threshold = semantic_threshold
         self._purge_interval = purge_interval
         self._clock = clock
         self._keeper = StoreKeeper(
@@ -119,7 +111,6 @@ class ResponseCache:
             server_api_key=qdrant_api_key,
             open_timeout=open_timeout,
             reopen_interval=reopen_interval,
-            max_worker_slots=max_worker_slots,
         )
         self._writer = WriteBehind(
             lambda: self._keeper.store,
@@ -134,7 +125,6 @@ class ResponseCache:
             shared=self._shared,
             writer=self._writer,
             slots=self._slots,
-            index_for=self._semantic_tier.index_for if self._private and semantic_enabled else None,
             semantic_enabled=semantic_enabled,
             ttl_seconds=ttl_seconds,
             timeout=timeout,
@@ -188,7 +178,6 @@ class ResponseCache:
             except Exception as exc:
                 log.warning("cache_close_failed", extra={"error": type(exc).__name__})
         self._lru.clear()
-        self._semantic_tier.clear()
         if self._slots is not None:
             self._slots = PointSlots(self._slots.capacity)
 
@@ -224,18 +213,13 @@ class ResponseCache:
         return True
 
     async def _opened(self, store: AnswerStore) -> None:
-        """The store just opened: open the shared exact table, warm the tables (embedded)."""
+        """The store just opened: open the shared exact table, warm the table (embedded)."""
         if self._shared is not None and not self._shared.is_open:
             self._shared.open(self._clock())
         if self._private:
             assert self._slots is not None
-            await warm_tables(
-                store,
-                lru=self._lru,
-                slots=self._slots,
-                writer=self._writer,
-                index_for=self._semantic_tier.index_for if self._semantic else None,
-                now=self._clock(),
+            await warm_table(
+                store, lru=self._lru, slots=self._slots, writer=self._writer, now=self._clock()
             )
 
     async def purge_expired(self) -> int:
@@ -310,20 +294,38 @@ class ResponseCache:
         if found is None:
             self._count("semantic", "miss")
             return None
-        payload, created_at, similarity = found
+        answer, similarity = found
         self._count("semantic", "hit")
-        return CacheHit("semantic", payload, min(1.0, similarity), max(0.0, now - created_at))
+        return CacheHit(
+            "semantic", answer.payload, min(1.0, similarity), max(0.0, now - answer.created_at)
+        )
 
-    async def _nearest(self, req: CacheRequest, key: str, now: float) -> Found | None:
-        learned, found = await self._semantic_tier.nearest(req, now)
+    async def _nearest(
+        self, req: CacheRequest, key: str, now: float
+    ) -> tuple[StoredAnswer, float] | None:
+        """The store's nearest live answer with the same scope, model, params and context."""
+        params, context = keys.request_fingerprint(req), keys.context_fingerprint(req)
+        [vector] = await self._embedder.embed([req.prompt_text])
+        store = self._keeper.store
+        found = None
+        if store is not None:
+            found = await store.search(
+                vector,
+                scope=req.scope,
+                model=req.model,
+                params_fingerprint=params,
+                context_fingerprint=context,
+                now=now,
+                threshold=self._threshold,
+            )
         if found is None:
-            self._intake.note(key, *learned)  # the store that follows reuses the vector
+            self._intake.note(key, (vector, params, context))  # its store reuses the vector
         return found
 
     # --- stores ------------------------------------------------------------------------------
     async def store(self, req: CacheRequest, payload: dict[str, Any]) -> None:
-        """Remember a successful, complete answer and wait until this worker's tiers hold it.
-        Bounded by CACHE_TIMEOUT; never raises."""
+        """Remember a successful, complete answer and wait until every tier holds it (the
+        semantic tier once the store has it). Bounded by CACHE_TIMEOUT; never raises."""
         await self._intake.store(req, payload)
 
     def schedule_store(self, req: CacheRequest, payload: dict[str, Any]) -> None:
@@ -332,10 +334,8 @@ class ResponseCache:
 
     # --- helpers -----------------------------------------------------------------------------
     def _evicted(self, key: str) -> None:
-        """An answer left the table (bound or expiry): it leaves the index and frees its slot
-        (embedded store). A server's copy stays: it is shared, and other workers may still use
-        it until its TTL."""
-        self._semantic_tier.remove(key)
+        """An answer left the table (bound or expiry): it frees its slot (embedded store). A
+        server's copy stays: it is shared, and other workers may still use it until its TTL."""
         slot = self._slots.release(key) if self._slots is not None else None
         if slot is not None:  # the answer that pushed this one out usually takes the slot
             self._writer.delete(slot)  # at once; its upsert then replaces this delete

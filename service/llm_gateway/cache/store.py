@@ -80,22 +80,21 @@ class QdrantStore:
         )
         await self._ensure_collection()
 
-    async def scroll_all(self) -> AsyncIterator[tuple[PointId, list[float], dict[str, Any]]]:
-        """Every stored point as (id, vector, payload), a page at a time."""
+    async def scroll_all(self) -> AsyncIterator[tuple[PointId, dict[str, Any]]]:
+        """Every stored point as (id, payload), a page at a time."""
         offset: Any = None
         while True:
             points, offset = await self._call(
-                "scroll",
-                self.collection,
-                limit=_SCROLL_PAGE,
-                offset=offset,
-                with_payload=True,
-                with_vectors=True,
+                "scroll", self.collection, limit=_SCROLL_PAGE, offset=offset, with_payload=True
             )
             for point in points:
-                yield point.id, point.vector, point.payload or {}
+                yield point.id, point.payload or {}
             if offset is None:
                 return
+
+    async def vector(self, point_id: PointId) -> list[float] | None:
+        points = await self._call("retrieve", self.collection, ids=[point_id], with_vectors=True)
+        return list(points[0].vector) if points else None
 
     async def close(self) -> None:
         client, self._client = self._client, None

@@ -14,9 +14,9 @@ import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from llm_gateway.cache.answer_store import AnswerStore, open_store
+from llm_gateway.cache.answer_store import AnswerStore
 from llm_gateway.cache.embedders import Embedder
-from llm_gateway.cache.slots import DEFAULT_MAX_SLOTS, WorkerSlot, acquire_slot
+from llm_gateway.cache.slots import WorkerSlot, acquire_slot
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ class StoreKeeper:
         server_api_key: str | None,
         open_timeout: float,
         reopen_interval: float,
-        max_worker_slots: int = DEFAULT_MAX_SLOTS,
     ) -> None:
         self._embedder = embedder
         self._collection = collection
@@ -41,7 +40,6 @@ class StoreKeeper:
         self._server_api_key = server_api_key
         self._open_timeout = open_timeout
         self._reopen_interval = reopen_interval
-        self._max_slots = max_worker_slots
         self.store: AnswerStore | None = None
         self.last_error: str | None = None
         self._slot: WorkerSlot | None = None
@@ -69,21 +67,33 @@ class StoreKeeper:
         return True
 
     async def _open(self) -> AnswerStore:
+        """The server store with QDRANT_URL, else this worker's Edge shard; opened."""
         if not self._embedder.dimensions:
             # A remote embedder learns its size from its first answer.
             await self._embedder.embed(["dimension probe"])
-        if self._server_url is None:
+        store: AnswerStore
+        if self._server_url is not None:
+            from llm_gateway.cache.store import QdrantStore
+
+            store = QdrantStore(
+                collection=self._collection,
+                dimensions=self._embedder.dimensions,
+                embedder_name=self._embedder.name,
+                url=self._server_url,
+                api_key=self._server_api_key,
+                timeout=self._open_timeout,
+            )
+        else:
+            from llm_gateway.cache.edge_store import EdgeStore
+
             assert self._data_dir is not None
-            self._slot = acquire_slot(self._shard_root(self._data_dir), self._max_slots)
-        return await open_store(
-            collection=self._collection,
-            dimensions=self._embedder.dimensions,
-            embedder_name=self._embedder.name,
-            server_url=self._server_url,
-            server_api_key=self._server_api_key,
-            shard_path=self._slot.path if self._slot is not None else None,
-            server_timeout=self._open_timeout,
-        )
+            self._slot = acquire_slot(self._shard_root(self._data_dir))
+            store = EdgeStore(
+                self._slot.path, collection=self._collection, dimensions=self._embedder.dimensions
+            )
+        self.store = store  # a failed open below is closed by try_open
+        await store.open()
+        return store
 
     def _shard_root(self, data_dir: Path) -> Path:
         """DATA_DIR/qdrant-edge/<collection>__<embedder>: another embedder gets other shards."""

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from llm_gateway.cache.answer_store import AnswerStore, open_store
+from llm_gateway.cache.answer_store import AnswerStore
+from llm_gateway.cache.edge_store import EdgeStore
 from llm_gateway.cache.records import AnswerRecord, PendingPoint, PointId
 
 
@@ -27,15 +28,9 @@ def record(key: str, *, scope: str = "shared", expires_at: float = 100.0) -> Ans
 
 
 async def edge_shard(path: Path) -> AnswerStore:
-    return await open_store(
-        collection="c",
-        dimensions=2,
-        embedder_name="test",
-        server_url=None,
-        server_api_key=None,
-        shard_path=path,
-        server_timeout=5,
-    )
+    store = EdgeStore(path, collection="c", dimensions=2)
+    await store.open()
+    return store
 
 
 @pytest.fixture(params=["edge", "qdrant-client"])
@@ -117,7 +112,15 @@ async def test_one_batch_deletes_then_upserts_many_points(store: AnswerStore) ->
     )
     assert await store.count() == 2
     assert await store.get(first) is None
-    assert [point_id async for point_id, _, _ in store.scroll_all()] == [second, third]
+    assert [point_id async for point_id, _ in store.scroll_all()] == [second, third]
+
+
+async def test_a_points_vector_reads_back_at_float32_precision(store: AnswerStore) -> None:
+    point = "00000000-0000-0000-0000-000000000001"
+    await upsert(store, point, [0.6, 0.8], record("kept"))
+    vector = await store.vector(point)
+    assert vector is not None and vector == pytest.approx([0.6, 0.8], abs=1e-6)
+    assert await store.vector("00000000-0000-0000-0000-000000000009") is None
 
 
 async def test_what_was_written_is_there_after_close_and_reopen(tmp_path: Path) -> None:

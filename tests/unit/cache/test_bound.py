@@ -102,7 +102,7 @@ async def test_the_workers_shard_never_holds_more_than_the_bound(
     )
     await store.open()
     try:
-        found = {point_id: payload async for point_id, _, payload in store.scroll_all()}
+        found = {point_id: payload async for point_id, payload in store.scroll_all()}
     finally:
         await store.close()
     # Point ids are reused (point_slots.py): Edge keeps a deleted point until a vacuum.
