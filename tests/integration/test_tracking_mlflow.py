@@ -84,8 +84,8 @@ def assert_trace_matches(trace: object, record: TraceRecord) -> None:
     info = trace.info  # type: ignore[attr-defined]
     (span,) = trace.data.spans  # type: ignore[attr-defined]
     assert info.trace_id == record.trace_id
-    assert info.tags["record_id"] == record.record_id
-    assert info.tags["user"] == "alice"
+    assert info.tags["request_id"] == record.request_id
+    assert info.trace_metadata["mlflow.trace.user"] == "alice"
     assert span.inputs == record.inputs
     assert span.outputs == record.outputs
     assert span.start_time_ns == record.started_at_ns

@@ -25,25 +25,17 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from llm_gateway.tracking.records import TraceRecord
 
-# Trace tags (searchable, e.g. `tags.request_id = '...'`), sent as root-span attributes.
-GATEWAY_KEYS = ("request_id", "user", "model", "cache_tier", "status", "record_id")
+# The one gateway tag: the request id, the join key with the gateway's logs (search filter
+# tags.request_id = '...'). The rest of a trace is searchable without a tag of its own, and each
+# tag costs the server a read and a write per trace (~0.55 ms of CPU, bench/RESULTS.md): the
+# status is the trace's state (trace.status), the user MLflow's user metadata (from `user.id`),
+# the record id the trace id, the model and the cache tier span attributes (README, "Traces").
+REQUEST_ID_TAG = "request_id"
 
 
 def _span_id_for(record: TraceRecord) -> int:
     # 64 bits of the record id: deterministic, so a replay upserts the same span.
     return int(record.record_id[16:], 16) or 1
-
-
-def _gateway_fields(record: TraceRecord) -> dict[str, str]:
-    values = {
-        "request_id": record.request_id,
-        "user": record.user or "",
-        "model": record.model_used or record.model_requested,
-        "cache_tier": record.cache_tier or "none",
-        "status": record.status,
-        "record_id": record.record_id,
-    }
-    return {key: values[key] for key in GATEWAY_KEYS}
 
 
 def _usage(record: TraceRecord) -> dict[str, int] | None:
@@ -87,7 +79,7 @@ def build_span(record: TraceRecord) -> Span:
         if record.status == "error" and record.error is not None
         else SpanStatus(SpanStatusCode.ERROR if record.status == "error" else SpanStatusCode.OK)
     )
-    tags = {TraceTagKey.TRACE_NAME: f"llm.{record.endpoint}", **_gateway_fields(record)}
+    tags = {TraceTagKey.TRACE_NAME: f"llm.{record.endpoint}", REQUEST_ID_TAG: record.request_id}
     attributes.update({f"{SpanAttributeKey.TRACE_TAG_PREFIX}{k}": v for k, v in tags.items()})
     otel_trace_id = int(record.record_id, 16)
     readable = ReadableSpan(

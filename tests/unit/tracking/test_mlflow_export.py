@@ -127,15 +127,10 @@ def test_a_batch_becomes_one_otlp_upload_whose_spans_carry_the_trace_tags(
         for key, value in decoded.attributes.items()
         if key.startswith("mlflow.traceTag.")
     }
-    assert tags == {
-        "request_id": "req-1",
-        "user": "alice",
-        "model": "gpt-test",
-        "cache_tier": "exact",
-        "status": "ok",
-        "record_id": ok.record_id,
-        "mlflow.traceName": "llm.generate",
-    }
+    # One tag of the gateway's own: each tag costs the server a read and a write per trace.
+    assert tags == {"request_id": "req-1", "mlflow.traceName": "llm.generate"}
+    assert decoded.attributes["gateway.cache_tier"] == "exact"
+    assert decoded.attributes["mlflow.llm.model"] == "gpt-test"
     # One request for the whole batch: no per-trace StartTraceV3 call.
     assert [r.url.path for r in server.requests if r.method == "POST"] == [
         "/api/2.0/mlflow/experiments/create",
