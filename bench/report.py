@@ -301,8 +301,13 @@ def process_section(results: dict[str, Any]) -> list[str]:
         lines += [
             f"- {soak.get('chain', 'full')} chain, {soak['minutes']:.0f} min at {soak['rate']} "
             f"req/s, unique prompts: RSS {first:.0f} → {last:.0f} MB, slope after the first "
-            f"minute {soak['slope_mb_per_min']:.2f} MB/min; {soak['rps']:.0f} RPS, errors "
-            f"{soak['errors'] or 'none'}.",
+            f"minute {soak['slope_mb_per_min']:.2f} MB/min"
+            + (
+                f" (anonymous memory {soak['anon_slope_mb_per_min']:.2f} MB/min)"
+                if "anon_slope_mb_per_min" in soak
+                else ""
+            )
+            + f"; {soak['rps']:.0f} RPS, errors {soak['errors'] or 'none'}.",
         ]
     if soaks:
         lines += [""]

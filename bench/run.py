@@ -38,6 +38,7 @@ from bench.stack import (
     children,
     cpu_seconds_when_idle,
     free_port,
+    rss_split_mb,
     set_mock,
     speed_probe_ms,
     start_litellm,
@@ -263,23 +264,32 @@ class Bench:
             background=True,
         )
         samples: list[tuple[float, float]] = []
+        anon: list[tuple[float, float]] = []  # the split says whether growth is a leak
         started = time.monotonic()
         while proc.poll() is None:
-            samples.append((time.monotonic() - started, sum(gateway.worker_rss_mb())))
+            now = time.monotonic() - started
+            split = [rss_split_mb(pid) for pid in gateway.workers()]
+            samples.append((now, sum(gateway.worker_rss_mb())))
+            anon.append((now, sum(a for a, _ in split)))
             time.sleep(10)
         result = json.loads(out.read_text())
         self.results["soak"] = {
             "minutes": minutes,
             "rate": rate,
             "samples": samples,
+            "anon_samples": anon,
             "slope_mb_per_min": slope(samples) * 60,
+            "anon_slope_mb_per_min": slope(anon) * 60,
             "rps": result["rps"],
             "errors": result["errors"],
         }
         self.results["soak"]["chain"] = chain
         name = "soak.json" if chain == "full" else f"soak-{chain}.json"
         (ROOT / "bench" / name).write_text(json.dumps(self.results["soak"]))
-        self.log(f"soak slope {self.results['soak']['slope_mb_per_min']:.2f} MB/min")
+        self.log(
+            f"soak slope {self.results['soak']['slope_mb_per_min']:.2f} MB/min "
+            f"(anonymous {self.results['soak']['anon_slope_mb_per_min']:.2f})"
+        )
 
 
 def mock_requests(mock_url: str) -> int:

@@ -83,6 +83,18 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def rss_split_mb(pid: int) -> tuple[float, float]:
+    """(anonymous, file-backed) resident memory of one process, in MiB. File-backed pages (an
+    mmap'd write-ahead log, shared libraries) are clean page cache the kernel can reclaim; only
+    anonymous memory growing without end is a leak."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("RssAnon", "RssFile", "RssShmem"):
+            fields[name] = int(value.split()[0]) / 1024
+    return fields["RssAnon"], fields["RssFile"] + fields.get("RssShmem", 0.0)
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) one process has used so far, from /proc (Linux)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
