@@ -95,6 +95,21 @@ def rss_split_mb(pid: int) -> tuple[float, float]:
     return fields["RssAnon"], fields["RssFile"] + fields.get("RssShmem", 0.0)
 
 
+def process_group_cpu_seconds(pgid: int) -> float:
+    """CPU time (user + system) of every live process in one process group (a server started in
+    its own session, with the workers it forked), from /proc (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited while we looked
+        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) one process has used so far, from /proc (Linux)."""
     stat = Path(f"/proc/{pid}/stat").read_text()

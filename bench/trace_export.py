@@ -8,7 +8,9 @@ One `mlflow server --workers N` per backend (its own venv; Postgres is Debian's,
 loopback port by devstack.postgres), then the gateway's own `MlflowExporter` uploads fresh records
 in each shape (batch size x uploads in flight). Shapes rotate across rounds and backends, so a burst
 of outside load on the shared machine hits them all alike. Also prints the exporter's CPU per trace
-(this process's user+system time; the gateway worker pays the same in its export threads).
+(this process's user+system time; the gateway worker pays the same in its export threads) and the
+server's (every process of MLflow's and of Postgres's process groups): what a trace costs the
+tracking server, which is what bounds traces/s when the server shares the gateway's machine.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from devstack.mlflow import ensure_mlflow_venv, start_mlflow_server
 from devstack.postgres import PostgresServer, find_postgres_bin
 from devstack.venvs import repo_root
 
-from bench.stack import free_port
+from bench.stack import free_port, process_group_cpu_seconds
 from llm_gateway.tracking.mlflow_export import MlflowExporter
 from llm_gateway.tracking.records import TraceRecord, now_ns
 
@@ -40,6 +42,7 @@ EXPERIMENT = "bench-trace-export"
 class Figure:
     traces_per_s: list[float]
     cpu_ms_per_trace: list[float]
+    server_cpu_ms_per_trace: list[float]
 
 
 def make_records(count: int, tag: str) -> list[TraceRecord]:
@@ -69,27 +72,37 @@ def cpu_seconds() -> float:
 
 
 def measure(
-    exporter: MlflowExporter, records: list[TraceRecord], batch: int, inflight: int
-) -> tuple[float, float]:
+    exporter: MlflowExporter,
+    records: list[TraceRecord],
+    batch: int,
+    inflight: int,
+    server_groups: list[int],
+) -> tuple[float, float, float]:
+    """(traces/s, exporter CPU ms per trace, server CPU ms per trace: MLflow and its database)"""
     batches = [records[i : i + batch] for i in range(0, len(records), batch)]
+    server0 = sum(process_group_cpu_seconds(g) for g in server_groups)
     cpu0, t0 = cpu_seconds(), time.perf_counter()
     with ThreadPoolExecutor(inflight) as pool:
         for _ in pool.map(exporter.export, batches):
             pass
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
-    return len(records) / wall, cpu / len(records) * 1000
+    server = sum(process_group_cpu_seconds(g) for g in server_groups) - server0
+    return len(records) / wall, cpu / len(records) * 1000, server / len(records) * 1000
 
 
 @contextlib.contextmanager
-def mlflow_on(backend: str, work: Path, workers: int) -> Iterator[str]:
+def mlflow_on(backend: str, work: Path, workers: int) -> Iterator[tuple[str, list[int]]]:
+    """The server's url and the process groups whose CPU it spends (MLflow, Postgres)."""
     venv = ensure_mlflow_venv(repo_root())
     with contextlib.ExitStack() as stack:
         store_uri = None
+        groups = []
         if backend == "postgres":
             pg = PostgresServer(find_postgres_bin(), work / "pg", free_port(), work / "pg.log")
             pg.start()
             stack.callback(pg.stop)
             store_uri = pg.create_database("mlflow")
+            groups.append(pg.proc.pid)
         server = start_mlflow_server(
             venv,
             free_port(),
@@ -100,7 +113,7 @@ def mlflow_on(backend: str, work: Path, workers: int) -> Iterator[str]:
         )
         stack.callback(server.stop)
         server.wait_ready(timeout=300)
-        yield server.url
+        yield server.url, [server.pid, *groups]
 
 
 def main() -> int:
@@ -119,11 +132,15 @@ def main() -> int:
         tempfile.TemporaryDirectory(prefix="bench-trace-export-") as tmp,
         contextlib.ExitStack() as stack,
     ):
-        urls = {
-            b: b if args.url else stack.enter_context(mlflow_on(b, Path(tmp), args.mlflow_workers))
+        servers = {
+            b: (b, [])
+            if args.url
+            else stack.enter_context(mlflow_on(b, Path(tmp), args.mlflow_workers))
             for b in backends
         }
-        exporters = {b: MlflowExporter(url, EXPERIMENT, timeout=30) for b, url in urls.items()}
+        exporters = {
+            b: MlflowExporter(url, EXPERIMENT, timeout=30) for b, (url, _) in servers.items()
+        }
         for b, exporter in exporters.items():
             exporter.export(make_records(20, f"warm-{b}"))  # experiment, imports, connections
         for round_no in range(args.rounds):
@@ -131,15 +148,17 @@ def main() -> int:
                 for b, exporter in exporters.items():
                     # batch 1 is ~100x slower: fewer records keep a round short.
                     count = args.traces if batch > 1 else max(20, args.traces // 10)
-                    rate, cpu = measure(
+                    rate, cpu, server_cpu = measure(
                         exporter,
                         make_records(count, f"{b}-{round_no}-{batch}-{inflight}"),
                         batch,
                         inflight,
+                        servers[b][1],
                     )
-                    fig = figures.setdefault((b, batch, inflight), Figure([], []))
+                    fig = figures.setdefault((b, batch, inflight), Figure([], [], []))
                     fig.traces_per_s.append(rate)
                     fig.cpu_ms_per_trace.append(cpu)
+                    fig.server_cpu_ms_per_trace.append(server_cpu)
         for exporter in exporters.values():
             exporter.close()
     print(
@@ -148,14 +167,16 @@ def main() -> int:
     )
     print(
         f"{'backend':<10} {'batch':>5} {'in flight':>9} "
-        f"{'traces/s (median, min-max)':>28} {'exporter CPU ms/trace':>22}"
+        f"{'traces/s (median, min-max)':>28} {'exporter CPU ms/trace':>22} "
+        f"{'server CPU ms/trace':>20}"
     )
     for (b, batch, inflight), fig in figures.items():
         rates = fig.traces_per_s
         print(
             f"{b:<10} {batch:>5} {inflight:>9} "
             f"{statistics.median(rates):>12.1f} ({min(rates):.1f}-{max(rates):.1f}){'':>4} "
-            f"{statistics.median(fig.cpu_ms_per_trace):>22.3f}"
+            f"{statistics.median(fig.cpu_ms_per_trace):>22.3f} "
+            f"{statistics.median(fig.server_cpu_ms_per_trace):>20.2f}"
         )
     return 0
 

@@ -1,12 +1,15 @@
 """Every request becomes one MLflow trace under sustained load, through an MLflow outage.
 
-    .venv/bin/python -m bench.trace_load                       # 10 min at 20/s, 2 min outage
+    .venv/bin/python -m bench.trace_load                       # 10 min at the sustained rate
     .venv/bin/python -m bench.trace_load --minutes 3 --rate 30 --outage-at 60 --outage 45
     .venv/bin/python -m bench.trace_load --backend postgres    # MLflow on Debian's PostgreSQL
 
 The real stack on loopback: the fake OpenAI upstream, the LiteLLM proxy in front of it (its own
 venv), an `mlflow server` and one gateway worker (gunicorn, the full chain, MLFLOW_TRACKING_URI
-set). An open-loop load sends `--rate` requests/s for `--minutes`, each with its own X-Request-ID;
+set). Without `--rate`, the run first finds the stack's sustained rate: closed loops of 60 s at
+falling concurrency (32, 16, 8) through the gateway and LiteLLM with MLflow up and exporting, the
+best rate whose p99 stays under 1 s without errors (bench.run's sustained-RPS rule). An open-loop
+load then sends that many requests/s for `--minutes`, each with its own X-Request-ID;
 at `--outage-at` seconds MLflow is stopped, and `--outage` seconds later started again on the
 same store and port. Every 2 s the gateway's /metrics (traces by fate, journal backlog) is read.
 
@@ -39,7 +42,7 @@ from devstack.postgres import PostgresServer, find_postgres_bin
 from devstack.venvs import repo_root
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.run import MODEL
+from bench.run import MODEL, UNIQUE_BODY, loadgen
 from bench.stack import (
     FULL_CHAIN,
     LOADGEN_CPU,
@@ -184,7 +187,9 @@ def database(backend: str, work: Path) -> Iterator[str | None]:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.trace_load")
     parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--rate", type=float, default=20.0, help="requests per second")
+    parser.add_argument(
+        "--rate", type=float, default=None, help="requests per second (default: sustained)"
+    )
     parser.add_argument("--outage-at", type=float, default=240.0, help="seconds into the load")
     parser.add_argument("--outage", type=float, default=120.0, help="seconds MLflow is stopped")
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
@@ -215,6 +220,10 @@ def main() -> int:
         }
         gateway = Gateway("gw_trace_load", free_port(), proxy.url, settings, work, users_json())
         stack.callback(gateway.stop)
+        probe: list[dict[str, Any]] = []
+        if args.rate is None:
+            args.rate, probe = sustained_rate(gateway)
+            time.sleep(10)  # the probe's own traces leave the export queue first
         timeline: list[dict[str, float]] = []
         events: dict[str, float] = {}
         load_started = time.monotonic()
@@ -270,11 +279,37 @@ def main() -> int:
 
         outcome = asyncio.run(drive())
         counts = count_traces(mlflow.url, run_id)
-    report = summarise(outcome, counts, timeline, events, args)
+    report = {**summarise(outcome, counts, timeline, events, args), "rate_probe": probe}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({**report, "timeline": timeline}, indent=1))
     sys.stdout.write(json.dumps(report, indent=1) + "\n")
     return 0 if report["missing"] == 0 and report["duplicated"] == 0 else 1
+
+
+def sustained_rate(gateway: Gateway) -> tuple[float, list[dict[str, Any]]]:
+    """Closed loops at falling concurrency until p99 < 1 s with no errors; the best such rate
+    (rounded down to a whole request/s), and every loop tried."""
+    tried: list[dict[str, Any]] = []
+    url = gateway.url + "/v1/chat/completions"
+    for concurrency in (32, 16, 8):
+        result = loadgen(
+            {
+                "url": url,
+                "headers": gateway.auth,
+                "body": UNIQUE_BODY,
+                "concurrency": concurrency,
+                "duration": 60.0,
+            }
+        )
+        p99 = result["latency_ms"].get("p99", 1e9)
+        ok = p99 < 1000 and result["error_rate"] < 0.001
+        tried.append(
+            {"concurrency": concurrency, "rps": round(result["rps"], 1), "p99_ms": p99, "ok": ok}
+        )
+        sys.stdout.write(f"probe c={concurrency}: {result['rps']:.1f} req/s, p99 {p99:.0f} ms\n")
+        if ok:
+            return float(int(result["rps"])), tried
+    raise RuntimeError(f"no concurrency met p99 < 1 s without errors: {tried}")
 
 
 def replay_rate(timeline: list[dict[str, float]], back: float) -> float | None:
