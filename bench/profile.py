@@ -32,8 +32,8 @@ class LoadDriver(Protocol):
 
 # Which part of the system a frame's file belongs to (first match wins; order matters).
 AREAS = (
-    ("llm_gateway/cache", "gateway: cache (exact+semantic, Qdrant local)"),
-    ("qdrant_client", "qdrant-client (local mode)"),
+    ("llm_gateway/cache", "gateway: cache (exact+semantic, Qdrant Edge)"),
+    ("qdrant_client", "qdrant-client (server store)"),
     ("llm_gateway/tracking", "gateway: tracking journal"),
     ("mlflow", "mlflow-tracing"),
     ("llm_gateway/guard", "gateway: guard"),

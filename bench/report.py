@@ -514,7 +514,7 @@ def write(results: dict[str, Any]) -> None:
         "unique prompt per request (every gateway request is an exact- and semantic-cache "
         "miss), ~1 KB response.",
         "- Full chain (scenarios 3, 4): JWT verify, rate limit (limits far above the load), "
-        "guard, exact+semantic cache miss (hashing embedder, Qdrant local mode) and store, "
+        "guard, exact+semantic cache miss (hashing embedder, Qdrant Edge shard) and store, "
         "tracking to the local journal, OpenTelemetry spans (no exporter), JSON access log, "
         "Prometheus metrics. Floor (5): all of those off except JWT.",
         "",

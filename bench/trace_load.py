@@ -49,6 +49,7 @@ from bench.stack import (
     ROOT,
     Gateway,
     free_port,
+    process_group_cpu_seconds,
     start_litellm,
     start_mock,
     users_json,
@@ -172,16 +173,36 @@ def count_traces(mlflow_url: str, run_id: str) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def database(backend: str, work: Path) -> Iterator[str | None]:
+def database(backend: str, work: Path) -> Iterator[tuple[str | None, int | None]]:
+    """MLflow's backend store URI (None: sqlite) and the database's process group, if any."""
     if backend == "sqlite":
-        yield None
+        yield None, None
         return
     pg = PostgresServer(find_postgres_bin(), work / "pg", free_port(), work / "pg.log")
     pg.start()
     try:
-        yield pg.create_database("mlflow")
+        yield pg.create_database("mlflow"), pg.proc.pid
     finally:
         pg.stop()
+
+
+class CpuByPart:
+    """Where the machine's CPU went, per part of the stack and per phase of the run: each part
+    is a process group (a server and the workers it forked); MLflow's changes at its restart."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, int], float] = {}
+        self.seconds: dict[str, dict[str, float]] = {}
+
+    def sample(self, phase: str, groups: dict[str, int | None]) -> None:
+        for part, pgid in groups.items():
+            if pgid is None:
+                continue
+            now = process_group_cpu_seconds(pgid)
+            before = self.seen.get((part, pgid), now)
+            self.seen[(part, pgid)] = now
+            spent = self.seconds.setdefault(phase, {})
+            spent[part] = spent.get(part, 0.0) + max(0.0, now - before)
 
 
 def main() -> int:
@@ -202,7 +223,7 @@ def main() -> int:
     run_id = uuid.uuid4().hex[:8]
     work = Path(tempfile.mkdtemp(prefix="bench-trace-load-"))
     seconds = args.minutes * 60
-    with contextlib.ExitStack() as stack, database(args.backend, work) as store_uri:
+    with contextlib.ExitStack() as stack, database(args.backend, work) as (store_uri, pg_group):
         mock = start_mock(free_port(), work)
         stack.callback(mock.stop)
         proxy = start_litellm(mock.url, free_port(), work)
@@ -226,12 +247,33 @@ def main() -> int:
             time.sleep(10)  # the probe's own traces leave the export queue first
         timeline: list[dict[str, float]] = []
         events: dict[str, float] = {}
+        cpu = CpuByPart()
         load_started = time.monotonic()
+
+        def phase() -> str:
+            if "drained" in events:
+                return "after the drain"
+            if "mlflow_back" in events:
+                return "drain"
+            if "outage_started" in events:
+                return "outage"
+            return "load, MLflow up"
 
         def sample() -> None:
             timeline.append({"t": round(time.monotonic() - load_started, 1)})
             with contextlib.suppress(httpx.HTTPError):
                 timeline[-1].update(metric_samples(gateway.url))
+            server = mlflow.server
+            cpu.sample(
+                phase(),
+                {
+                    "litellm": proxy.pid,
+                    "gateway": gateway.process.pid,
+                    "mlflow": server.pid if server is not None else None,
+                    "postgres": pg_group,
+                    "upstream mock": mock.pid,
+                },
+            )
 
         async def drive() -> dict[str, int]:
             load = asyncio.create_task(
@@ -279,11 +321,35 @@ def main() -> int:
 
         outcome = asyncio.run(drive())
         counts = count_traces(mlflow.url, run_id)
-    report = {**summarise(outcome, counts, timeline, events, args), "rate_probe": probe}
+    report = {
+        **summarise(outcome, counts, timeline, events, args),
+        "rate_probe": probe,
+        "cpu_cores_by_phase": cores_by_phase(cpu, timeline, events),
+    }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({**report, "timeline": timeline}, indent=1))
     sys.stdout.write(json.dumps(report, indent=1) + "\n")
     return 0 if report["missing"] == 0 and report["duplicated"] == 0 else 1
+
+
+def cores_by_phase(
+    cpu: CpuByPart, timeline: list[dict[str, float]], events: dict[str, float]
+) -> dict[str, dict[str, float]]:
+    """Average cores each part used in each phase (CPU seconds over the phase's length)."""
+    end = timeline[-1]["t"] if timeline else 0.0
+    bounds = {
+        "load, MLflow up": (0.0, events.get("outage_started", end)),
+        "outage": (events.get("outage_started", end), events.get("mlflow_back", end)),
+        "drain": (events.get("mlflow_back", end), events.get("drained", end)),
+    }
+    report = {}
+    for name, (start, stop) in bounds.items():
+        if stop > start and name in cpu.seconds:
+            report[name] = {
+                part: round(seconds / (stop - start), 2)
+                for part, seconds in sorted(cpu.seconds[name].items())
+            }
+    return report
 
 
 def sustained_rate(gateway: Gateway) -> tuple[float, list[dict[str, Any]]]:

@@ -1,12 +1,20 @@
 """What tracing to MLflow costs the request path: tracking on (MLflow up) vs off, one run.
 
     .venv/bin/python -m bench.trace_overhead [--requests 2000 --concurrency 8 --rounds 3]
+    .venv/bin/python -m bench.trace_overhead --latency-only --rate 100
 
-Starts an `mlflow server` (sqlite, its own venv), then runs bench.cpu_cost with three variants
-of the full chain on the 0 ms mock, interleaved round by round: `to-mlflow` (tracking on,
-exporting to that MLflow), `tracking-off` (TRACKING_ENABLED=false) and `full` (the bench's full
-chain: tracking on without MLflow, every trace to the local journal). cpu_cost prints CPU ms per
-request of the gateway worker (its export threads included) and the client's p50/p99 for each.
+Starts an `mlflow server` (sqlite, its own venv), then:
+
+1. CPU: bench.cpu_cost with three variants of the full chain on the 0 ms mock, interleaved round
+   by round: `to-mlflow` (tracking on, exporting to that MLflow), `tracking-off`
+   (TRACKING_ENABLED=false) and `full` (tracking on without MLflow, every trace to the local
+   journal). It prints CPU ms per request of the gateway worker, its export threads included.
+2. Latency: one gateway worker per variant (`to-mlflow`, `tracking-off`), both up at once, and
+   for each round and variant in turn: `--latency-requests` requests one at a time (c=1), then an
+   open loop at `--rate` requests/s for `--seconds` (well under the worker's capacity, so the
+   latency is the request path's, not a queue's). Latencies are pooled over the rounds and
+   compared percentile by percentile: tracing must not move the request path's p99, since the
+   export runs after the response (a queue put) and uploads in worker threads.
 """
 
 from __future__ import annotations
@@ -16,11 +24,70 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from devstack.mlflow import ensure_mlflow_venv, start_mlflow_server
 from devstack.venvs import repo_root
 
-from bench.stack import ROOT, free_port
+from bench.run import UNIQUE_BODY, loadgen, pooled, prime
+from bench.stack import (
+    FULL_CHAIN,
+    ROOT,
+    Gateway,
+    free_port,
+    start_mock,
+    users_json,
+)
+
+PERCENTILES = ("p50", "p90", "p99", "p999")
+
+
+def latency_rounds(mlflow_url: str, work: Path, args: argparse.Namespace) -> None:
+    mock = start_mock(free_port(), work)
+    gateways: dict[str, Gateway] = {}
+    try:
+        variants = {
+            "to-mlflow": {**FULL_CHAIN, "MLFLOW_TRACKING_URI": mlflow_url},
+            "tracking-off": {**FULL_CHAIN, "TRACKING_ENABLED": "false"},
+        }
+        for name, settings in variants.items():
+            gateways[name] = Gateway(
+                f"gw_{name}", free_port(), mock.url, settings, work, users_json()
+            )
+            prime(gateways[name].url + "/v1/chat/completions", gateways[name].auth, UNIQUE_BODY)
+        runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for _ in range(args.rounds):
+            for name, gateway in gateways.items():
+                base = {
+                    "url": gateway.url + "/v1/chat/completions",
+                    "headers": gateway.auth,
+                    "body": UNIQUE_BODY,
+                    "raw": True,
+                }
+                shapes = {
+                    "c=1": {"concurrency": 1, "requests": args.latency_requests},
+                    f"{args.rate:g}/s": {"rate": args.rate, "duration": args.seconds},
+                }
+                for shape, spec in shapes.items():
+                    runs.setdefault((name, shape), []).append(loadgen({**base, **spec}))
+        sys.stdout.write(
+            f"\nLatency (ms, {args.rounds} rounds interleaved, pooled; the 0 ms mock)\n"
+            f"{'variant':<14} {'load':<8} {'requests':>9} "
+            + " ".join(f"{p:>8}" for p in PERCENTILES)
+            + f" {'errors':>7}\n"
+        )
+        for (name, shape), results in runs.items():
+            merged = pooled(results)
+            latency = merged["latency_ms"]
+            sys.stdout.write(
+                f"{name:<14} {shape:<8} {merged['ok']:>9} "
+                + " ".join(f"{latency.get(p, float('nan')):>8.2f}" for p in PERCENTILES)
+                + f" {merged['error_rate']:>7.2%}\n"
+            )
+    finally:
+        for gateway in gateways.values():
+            gateway.stop()
+        mock.stop()
 
 
 def main() -> int:
@@ -28,6 +95,10 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--latency-requests", type=int, default=1500)
+    parser.add_argument("--rate", type=float, default=100.0, help="open-loop requests/s")
+    parser.add_argument("--seconds", type=float, default=20.0, help="open-loop seconds a round")
+    parser.add_argument("--latency-only", action="store_true", help="skip the CPU variants")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-trace-overhead-"))
     server = start_mlflow_server(
@@ -35,12 +106,16 @@ def main() -> int:
     )
     try:
         server.wait_ready(timeout=300)
-        argv = [sys.executable, "-m", "bench.cpu_cost", "--chain", "full"]
-        argv += ["--requests", str(args.requests), "--concurrency", str(args.concurrency)]
-        argv += ["--rounds", str(args.rounds)]
-        argv += ["--variant", f"to-mlflow:MLFLOW_TRACKING_URI={server.url}"]
-        argv += ["--variant", "tracking-off:TRACKING_ENABLED=false"]
-        return subprocess.run(argv, cwd=ROOT, check=False).returncode
+        code = 0
+        if not args.latency_only:
+            argv = [sys.executable, "-m", "bench.cpu_cost", "--chain", "full"]
+            argv += ["--requests", str(args.requests), "--concurrency", str(args.concurrency)]
+            argv += ["--rounds", str(args.rounds)]
+            argv += ["--variant", f"to-mlflow:MLFLOW_TRACKING_URI={server.url}"]
+            argv += ["--variant", "tracking-off:TRACKING_ENABLED=false"]
+            code = subprocess.run(argv, cwd=ROOT, check=False).returncode
+        latency_rounds(server.url, work, args)
+        return code
     finally:
         server.stop()
 
