@@ -149,8 +149,7 @@ class TraceTracker:
                 break
             try:
                 await asyncio.wait_for(self._uploader.send(batch, "exported"), remaining)
-            except Exception as exc:  # any failure, TimeoutError included: journal below
-                self._state.failed(exc)
+            except Exception:  # any failure (send counted it), TimeoutError included: journal
                 pending = batch + pending
                 break
             exported += len(batch)
@@ -201,8 +200,7 @@ class TraceTracker:
         """One live upload; owns the slot the export loop took for it until it ends."""
         try:
             await uploader.send(batch, "exported")
-        except Exception as exc:
-            self._state.failed(exc)
+        except Exception:  # counted by send; the batch waits in the journal
             await self._journal_in_flight(batch)
         else:
             self._in_flight.pop(id(batch), None)
@@ -279,8 +277,7 @@ class TraceTracker:
                 if isinstance(result, BaseException):
                     if not isinstance(result, Exception):
                         raise result  # cancellation: the claim is settled by the caller
-                    self._state.failed(result)
-                    return sent
+                    return sent  # counted by the upload
                 claim.mark_sent(len(batch))
                 sent += len(batch)
         return sent

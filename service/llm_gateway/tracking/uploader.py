@@ -50,26 +50,30 @@ class BatchUploader:
             await self.send(batch, outcome)
 
     async def send(self, batch: list[TraceRecord], outcome: str) -> None:
-        """Export a batch (the caller holds a slot, or is shutting down); raise on an outage."""
+        """Export a batch (the caller holds a slot, or is shutting down); raise on an outage,
+        which is already counted and told to the export state."""
+        token = self.state.token()
         try:
             await asyncio.to_thread(self.exporter.export, batch)
         except Exception as exc:
             if not is_rejection(exc):
+                self.state.failed(exc, token)
                 raise
             for rec in batch:
                 try:
                     await asyncio.to_thread(self.exporter.export, [rec])
                 except Exception as one_exc:
                     if not is_rejection(one_exc):
+                        self.state.failed(one_exc, token)
                         raise
                     self._reject(rec, one_exc)
                 else:
-                    self._acknowledged(outcome, [rec])
+                    self._acknowledged(outcome, [rec], token)
             return
-        self._acknowledged(outcome, batch)
+        self._acknowledged(outcome, batch, token)
 
-    def _acknowledged(self, outcome: str, batch: list[TraceRecord]) -> None:
-        self.state.succeeded()
+    def _acknowledged(self, outcome: str, batch: list[TraceRecord], token: int) -> None:
+        self.state.succeeded(token)
         if self.metrics is not None:
             self.metrics.traces.labels(outcome).inc(len(batch))
             now = now_ns()

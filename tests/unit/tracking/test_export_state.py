@@ -47,6 +47,34 @@ def test_each_change_of_failure_is_one_line_and_every_failure_is_counted() -> No
     assert not state.down
 
 
+def test_an_upload_that_ends_after_the_state_changed_is_counted_but_does_not_flap_it() -> None:
+    metrics = Metrics()
+    state = ExportState(metrics)
+    with capture_json_logs() as logs:
+        # Four uploads in flight when MLflow stops: one fails first, the others end after it.
+        tokens = [state.token() for _ in range(4)]
+        state.failed(failure("unreachable"), tokens[0])
+        state.succeeded(tokens[1])  # it had arrived before the stop
+        state.failed(failure("timeout"), tokens[2])
+        state.succeeded(tokens[3])
+        assert state.down
+        state.succeeded()  # the replay's health probe: MLflow is back
+        # An upload sent before the recovery times out after it: old news too.
+        late = state.token() - 1
+        state.failed(failure("timeout"), late)
+        fresh = state.token()
+        state.failed(failure("http_error"), fresh)  # one sent since: a new failure
+
+    changes = [(e["message"], e.get("failure")) for e in logs.records]
+    assert changes == [
+        ("trace_export_failed", "unreachable"),
+        ("trace_export_recovered", None),
+        ("trace_export_failed", "http_error"),
+    ]
+    assert failures_counted(metrics, "timeout") == 2  # every failure still counted
+    assert failures_counted(metrics, "unreachable") == 1
+
+
 def test_a_failed_health_probe_alone_marks_mlflow_down_once() -> None:
     state = ExportState(Metrics())
     with capture_json_logs() as logs:
