@@ -148,24 +148,17 @@ class AnswerIntake:
         *,
         persist: bool = True,
     ) -> None:
+        """Into this worker's answer table, and (`persist`) its point into the write queue."""
         try:
             self._lru.put_body(key, body, now, now + self._ttl)
-            if persist:
-                self._persist(req, key, body, now, learned)
+            if persist and key in self._lru:  # a bound of one entry may evict it at once
+                self._queue_point(req, key, body, now, learned)
         except Exception as exc:
             self._failed("cache_store_failed", "exact", exc)
 
-    def _persist(
-        self,
-        req: CacheRequest,
-        key: str,
-        body: bytes,
-        now: float,
-        learned: Learned | None,
+    def _queue_point(
+        self, req: CacheRequest, key: str, body: bytes, now: float, learned: Learned | None
     ) -> None:
-        """Queue the answer's point for the store."""
-        if key not in self._lru:
-            return  # a bound of one entry, or evicted at once: nothing to write
         if learned is not None:  # the lookup already hashed both
             vector, params, context = learned
         else:
