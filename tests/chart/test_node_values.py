@@ -25,6 +25,7 @@ UPSTREAM_REPOSITORIES = {
     "litellm": "ghcr.io/berriai/litellm",
     "qdrant": "qdrant/qdrant",
     "mlflow": "ghcr.io/mlflow/mlflow",
+    "postgresql": "postgres",
 }
 
 
@@ -114,13 +115,13 @@ def test_litellm_runs_non_root_on_a_read_only_root_filesystem() -> None:
 
 def test_the_chart_defaults_still_name_the_upstream_images() -> None:
     # values-node.yaml overrides them; real users keep pulling the published images.
-    manifests = render()
+    manifests = render(sets=("mlflow.postgresql.enabled=true",))
     for name, pod, _ in _pod_specs(manifests):
         for container in _containers(pod):
             assert container["image"] not in IMAGES, name
             assert container.get("imagePullPolicy") != "Never", name
     for subchart, repository in UPSTREAM_REPOSITORIES.items():
-        kind = "StatefulSet" if subchart == "qdrant" else "Deployment"
+        kind = "StatefulSet" if subchart in {"qdrant", "postgresql"} else "Deployment"
         workload = manifests.get(kind, f"{RELEASE}-{subchart}")
         (container,) = workload["spec"]["template"]["spec"]["containers"]
         assert container["image"].startswith(f"{repository}:"), container["image"]
