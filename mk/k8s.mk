@@ -83,7 +83,7 @@ cluster-up: install tools docker-engine ## start a real single-node Kubernetes h
 	$(NODE) up
 
 .PHONY: cluster-images
-cluster-images: install docker-engine ## build the gateway, LiteLLM and MLflow images on the offline base and load them into the node
+cluster-images: install docker-engine ## build the gateway, LiteLLM, MLflow and PostgreSQL images on the offline base and load them into the node
 	$(BIN)/python -m devstack.node.images build
 	$(NODE) load-images
 
