@@ -1,6 +1,7 @@
 # Container image and the e2e suite that runs it under an emulated kubelet (brief G).
 IMAGE ?= llm-gateway:dev
 REDIS_IMAGE ?= llm-gateway-redis:dev
+POSTGRES_IMAGE ?= llm-gateway-postgres:dev
 BASE_IMAGE ?= python:3.12-slim
 OFFLINE_BASE_IMAGE ?= llm-gateway-base:bookworm
 IMAGE_VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
@@ -45,3 +46,7 @@ test-e2e: install tools image-e2e ## build the image and run the e2e suite (kube
 .PHONY: image-redis
 image-redis: ## build the chart's Redis image from Debian's redis-server on the offline base
 	REDIS_IMAGE=$(REDIS_IMAGE) OFFLINE_BASE_IMAGE=$(OFFLINE_BASE_IMAGE) scripts/docker/build-redis-image.sh
+
+.PHONY: image-postgres
+image-postgres: ## build the chart's PostgreSQL image from Debian's postgresql on the offline base
+	POSTGRES_IMAGE=$(POSTGRES_IMAGE) OFFLINE_BASE_IMAGE=$(OFFLINE_BASE_IMAGE) scripts/docker/build-postgres-image.sh

@@ -24,7 +24,7 @@ chart-lint: tools ## helm lint --strict the chart with the default, kind, produc
 	$(HELM) lint --strict $(CHART_DIR) -f $(KIND_VALUES)
 	$(HELM) lint --strict $(CHART_DIR) -f k8s/values-production-example.yaml
 	$(HELM) lint --strict $(CHART_DIR) -f k8s/values-node.yaml
-	for sub in $(CHART_DIR)/charts/*/; do $(HELM) lint --strict $$sub; done
+	for sub in $(CHART_DIR)/charts/*/ $(CHART_DIR)/charts/*/charts/*/; do $(HELM) lint --strict $$sub; done
 
 .PHONY: kind-up
 kind-up: ## create the local kind cluster (1 control plane + 2 workers) unless it exists
@@ -83,7 +83,7 @@ cluster-up: install tools docker-engine ## start a real single-node Kubernetes h
 	$(NODE) up
 
 .PHONY: cluster-images
-cluster-images: install docker-engine ## build the gateway, LiteLLM and MLflow images on the offline base and load them into the node
+cluster-images: install docker-engine ## build the gateway, LiteLLM, MLflow and PostgreSQL images on the offline base and load them into the node
 	$(BIN)/python -m devstack.node.images build
 	$(NODE) load-images
 

@@ -1,11 +1,12 @@
 """The chart's images for our single real node, built here because no registry can be reached.
 
-Three images, all on the same offline Debian base (scripts/docker/build-offline-base.sh) with
-their Python packages from PyPI:
+Four images, all on the same offline Debian base (scripts/docker/build-offline-base.sh), the
+Python ones with their packages from PyPI, PostgreSQL from Debian's package:
 
-  llm-gateway:dev          the gateway, from the project's Dockerfile (as `make image-offline`)
-  llm-gateway-litellm:dev  the LiteLLM proxy, k8s/images/litellm/Dockerfile
-  llm-gateway-mlflow:dev   the MLflow server, k8s/images/mlflow/Dockerfile
+  llm-gateway:dev           the gateway, from the project's Dockerfile (as `make image-offline`)
+  llm-gateway-litellm:dev   the LiteLLM proxy, k8s/images/litellm/Dockerfile
+  llm-gateway-mlflow:dev    the MLflow server, k8s/images/mlflow/Dockerfile
+  llm-gateway-postgres:dev  MLflow's PostgreSQL, k8s/images/postgres/Dockerfile
 
 k8s/values-node.yaml points the chart at exactly these tags with pullPolicy Never. `save` writes
 them into one archive for `ctr -n k8s.io images import`.
@@ -14,7 +15,7 @@ CLI::
 
     python -m devstack.node.images build [--base-image llm-gateway-base:bookworm]
     python -m devstack.node.images save PATH [TAG ...]
-    python -m devstack.node.images check     # run LiteLLM and MLflow as the node values do
+    python -m devstack.node.images check     # run LiteLLM, MLflow, PostgreSQL as the node does
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ BUILDS: tuple[ImageBuild, ...] = (
         "llm-gateway-mlflow:dev",
         Path("k8s/images/mlflow/Dockerfile"),
         Path("devstack/requirements"),
+    ),
+    # Debian's postgresql package and the entrypoint beside the Dockerfile: nothing from PyPI.
+    ImageBuild(
+        "llm-gateway-postgres:dev",
+        Path("k8s/images/postgres/Dockerfile"),
+        Path("k8s/images/postgres"),
     ),
 )
 IMAGES: tuple[str, ...] = tuple(build.tag for build in BUILDS)
@@ -158,13 +165,16 @@ def export_to(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.node.images", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    build = commands.add_parser("build", help="build the gateway, LiteLLM and MLflow images")
+    build = commands.add_parser(
+        "build", help="build the gateway, LiteLLM, MLflow and PostgreSQL images"
+    )
     build.add_argument("--base-image", default=DEFAULT_BASE_IMAGE)
     save = commands.add_parser("save", help="docker save images into one tar archive")
     save.add_argument("archive", type=Path)
-    save.add_argument("tags", nargs="*", default=list(IMAGES), help="default: all three")
+    save.add_argument("tags", nargs="*", default=list(IMAGES), help="default: all of them")
     commands.add_parser(
-        "check", help="start the LiteLLM and MLflow images as k8s/values-node.yaml runs them"
+        "check",
+        help="start the LiteLLM, MLflow and PostgreSQL images as k8s/values-node.yaml runs them",
     )
     args = parser.parse_args(argv)
     try:

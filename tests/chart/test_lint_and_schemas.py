@@ -95,7 +95,9 @@ def _strict_validator(version: str, api_version: str, kind: str) -> jsonschema.V
     return jsonschema.validators.Draft202012Validator(schema, registry=registry)
 
 
-@pytest.mark.parametrize("subchart", ["litellm", "qdrant", "mlflow", "redis"])
+@pytest.mark.parametrize(
+    "subchart", ["litellm", "qdrant", "mlflow", "redis", "mlflow/charts/postgresql"]
+)
 def test_each_subchart_lints_strictly_on_its_own(subchart: str) -> None:
     result = run_helm("lint", "--strict", f"charts/{subchart}")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -150,6 +152,22 @@ def test_the_optional_redis_validates_strictly(version: str) -> None:
         "Service",
         "Secret",
     }
+    assert _validate_all(manifests.documents, version) == []
+
+
+@pytest.mark.parametrize(
+    "version", [pytest.param(OLDEST, id="oldest"), pytest.param(NEWEST, id="newest")]
+)
+def test_the_optional_postgresql_validates_strictly(version: str) -> None:
+    # On in the node values but without a claim: rendered here with one (volumeClaimTemplates,
+    # fsGroupChangePolicy, exec probes, preStop) and MLflow's store-init container.
+    manifests = render(
+        KIND_VALUES,
+        sets=("mlflow.postgresql.enabled=true", "mlflow.replicaCount=2"),
+        kube_version=version,
+    )
+    postgres = [d for d in manifests.documents if d["metadata"]["name"].startswith("demo-postgres")]
+    assert {d["kind"] for d in postgres} == {"StatefulSet", "Service", "Secret"}
     assert _validate_all(manifests.documents, version) == []
 
 

@@ -247,7 +247,7 @@ def test_mlflow_on_a_database_reads_its_url_from_the_secret_and_may_scale() -> N
     ],
 )
 def test_mlflow_refuses_several_replicas_on_sqlite(sets: tuple[str, ...]) -> None:
-    with pytest.raises(RenderFailed, match=r"needs mlflow\.database\.existingSecret"):
+    with pytest.raises(RenderFailed, match=r"needs a database store"):
         render(KIND_VALUES, sets=sets)
 
 

@@ -31,9 +31,11 @@ def test_helm_install_waited_for_every_workload(release: Release) -> None:
     deployments = release.kube.get("deployments")["items"]
     names = {d["metadata"]["name"]: d for d in deployments}
     assert {release.name, f"{release.name}-litellm", f"{release.name}-mlflow"} <= set(names)
-    for deployment in names.values():
-        spec_replicas = deployment["spec"]["replicas"]
-        assert deployment["status"].get("readyReplicas", 0) == spec_replicas, deployment["metadata"]
+    statefulsets = release.kube.get("statefulsets")["items"]
+    assert f"{release.name}-postgresql" in {s["metadata"]["name"] for s in statefulsets}
+    for workload in [*names.values(), *statefulsets]:
+        spec_replicas = workload["spec"]["replicas"]
+        assert workload["status"].get("readyReplicas", 0) == spec_replicas, workload["metadata"]
 
 
 def test_helm_test_passes(release: Release) -> None:

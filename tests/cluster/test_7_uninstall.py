@@ -9,6 +9,8 @@ KINDS = ",".join(
     (
         "deployments",
         "replicasets",
+        "statefulsets",
+        "controllerrevisions",
         "pods",
         "services",
         "configmaps",

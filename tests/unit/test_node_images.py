@@ -58,9 +58,10 @@ def test_build_all_starts_the_engine_and_the_base_before_building_every_image(
 def test_only_the_gateway_build_gets_the_package_version() -> None:
     runner = RecordingRunner()
     images.build_all(root=ROOT, run=runner, clock=_ticking_clock())
-    gateway, litellm, mlflow = runner.builds()
+    gateway, *others = runner.builds()
     assert f"VERSION={images.package_version(ROOT)}" in gateway
-    assert not any(arg.startswith("VERSION=") for arg in litellm + mlflow)
+    assert len(others) == len(images.BUILDS) - 1
+    assert not any(arg.startswith("VERSION=") for build in others for arg in build)
 
 
 def test_a_failed_build_stops_the_rest() -> None:
@@ -92,11 +93,16 @@ def test_export_refuses_an_empty_tag_list(tmp_path: Path) -> None:
         images.export_to([], tmp_path / "x.tar", root=ROOT, run=RecordingRunner())
 
 
+# Each Dockerfile's default base: the standard one for real users (the offline base is passed
+# as a build arg). Python images on python's slim image; PostgreSQL on Debian's (it needs no
+# Python).
+DEFAULT_BASES = {"llm-gateway-postgres:dev": "debian:bookworm-slim"}
+
+
 @pytest.mark.parametrize("build", images.BUILDS, ids=lambda b: b.tag)
 def test_every_dockerfile_copies_only_what_its_context_holds(build: images.ImageBuild) -> None:
     text = (ROOT / build.dockerfile).read_text()
-    # Standard for real users; the offline base is passed as a build arg.
-    assert "ARG BASE_IMAGE=python:3.12-slim" in text
+    assert f"ARG BASE_IMAGE={DEFAULT_BASES.get(build.tag, 'python:3.12-slim')}" in text
     for source in re.findall(r"^COPY (?!--from)(\S+)", text, flags=re.MULTILINE):
         assert (ROOT / build.context / source).exists(), source
 
@@ -129,3 +135,20 @@ def test_litellm_image_never_fetches_the_cost_map() -> None:
     assert "LITELLM_LOCAL_MODEL_COST_MAP=True" in text
     # The chart's args follow the entrypoint, as with upstream's `litellm "$@"`.
     assert 'ENTRYPOINT ["litellm"]' in text
+
+
+def test_postgres_image_honours_the_official_images_contract_as_a_fixed_non_root_user() -> None:
+    (build,) = [b for b in images.BUILDS if b.tag == "llm-gateway-postgres:dev"]
+    text = (ROOT / build.dockerfile).read_text()
+    entrypoint = (ROOT / build.context / "docker-entrypoint.sh").read_text()
+    # Debian's package, not a copy of someone's image; its major is the chart's default tag's.
+    assert re.search(r"apt-get install .*\bpostgresql;", text)
+    assert "ENV PG_MAJOR=15" in text
+    # uid/gid 999 as in the official Debian-based image; the chart's security context names it.
+    assert re.search(r"^USER 999:999$", text, flags=re.MULTILINE)
+    assert 'ENTRYPOINT ["docker-entrypoint.sh"]' in text and 'CMD ["postgres"]' in text
+    for variable in ("POSTGRES_PASSWORD", "POSTGRES_USER", "POSTGRES_DB", "PGDATA"):
+        assert variable in entrypoint, variable
+    # Clients in other pods must give the password; none is trusted by address.
+    assert "host all all all scram-sha-256" in entrypoint
+    assert "--auth-host=scram-sha-256" in entrypoint
