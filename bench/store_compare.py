@@ -2,6 +2,7 @@
 qdrant-client's local mode (a copy of the tree before it) and the floor, plus the direct call.
 
     .venv/bin/python -m bench.store_compare --baseline /tmp/base/service
+    .venv/bin/python -m bench.store_compare --baseline /tmp/base/service --also "v1=/tmp/v1/service"
 
 (`git archive <commit before the Edge store> service | tar -x -C /tmp/base`.) One gunicorn
 worker per gateway, pinned like bench/run.py's; rounds alternate between the variants so outside
@@ -68,12 +69,23 @@ def run_load(
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.store_compare")
     parser.add_argument("--baseline", type=Path, required=True, help="service/ before Edge")
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="LABEL=DIR",
+        help="another service/ copy to run beside them (repeatable)",
+    )
     parser.add_argument("--requests", type=int, default=1500)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     variants: dict[str, tuple[dict[str, str], str | None]] = {
         "full chain, Qdrant Edge": (FULL_CHAIN, None),
         "full chain, qdrant-client local": (FULL_CHAIN, str(args.baseline.resolve())),
+        **{
+            f"full chain, {label}": (FULL_CHAIN, str(Path(path).resolve()))
+            for label, path in (item.split("=", 1) for item in args.also)
+        },
         "floor": (FLOOR, None),
     }
     logs = Path(tempfile.mkdtemp(prefix="bench-store-"))
