@@ -11,18 +11,25 @@ aside to `<shard>.unreadable-<unix time>` with one WARNING, and a fresh shard is
 cache starts empty instead of the worker failing its boot again and again. A shard whose log is
 locked by a live process is not moved: that is an error the caller retries.
 
-Edge's calls are synchronous, short and hold the GIL for most of their work (bench/store_ops.py:
-~70 µs of CPU per point written in batches of 64), so they run on the event loop: a thread
-would free little of it. Edge's log grows with every write until the shard is flushed, so a
-write flushes the shard when the last flush is `flush_every` seconds old (~2 ms), and close
-flushes it. Deleted points are not vacuumed (EdgeShard.optimize): the cache reuses point ids
-(point_slots.py), so the shard holds at most CACHE_MAX_ENTRIES points, and a vacuum was measured
-to raise the worker's RSS rather than lower it.
+Edge's updates and searches are synchronous, short and hold the GIL for most of their work
+(~80 µs of CPU per point written, ~30 µs a search; bench/store_ops.py), so they run on the event
+loop: a thread would free little of it. A batch is written `_WRITE_CHUNK` points at a time with
+the loop let go between chunks, so a batch of 64 never holds requests for its whole ~5 ms (it
+did, and moved the c=1 p99 by that much). Edge's log grows with every write until the shard is
+flushed, so a write flushes the shard when the last flush is `flush_every` seconds old; a flush
+takes 10-20 ms and lets go of the GIL often enough that, in a worker thread, it only slows the
+loop instead of stopping it, so it runs there (Edge takes updates and searches meanwhile).
+Close flushes on the loop.
+
+Deleted points are not vacuumed (EdgeShard.optimize): the cache reuses point ids (point_slots.py),
+so the shard holds at most CACHE_MAX_ENTRIES points, and a vacuum was measured to raise the
+worker's RSS rather than lower it. What does grow with writes is the resident part of the
+write-ahead log Edge maps in 32 MB segments: clean file pages, bounded by the segment size.
 
 The semantic tier searches the shard itself. No HNSW index is built (indexing_threshold 0): a
 shard holds at most CACHE_MAX_ENTRIES answers and a match must share its scope, model, params and
 context, so the keyword payload indexes narrow a search to a handful of points that are scored
-exactly (~65 µs of CPU per search at 4000 points, bench/store_ops.py).
+exactly (~20-40 µs of CPU per search at 4000 points, bench/store_ops.py).
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ from llm_gateway.cache.records import (
 log = logging.getLogger(__name__)
 
 _SCROLL_PAGE = 512
+_WRITE_CHUNK = 16  # points per update: ~1.3 ms of the loop at a time
 _LOCKED = "WouldBlock"  # how Edge words "another process holds this shard's log"
 
 
@@ -120,18 +128,14 @@ class EdgeStore:
         shard = self._open_shard()
         if deletes:
             shard.update(edge.UpdateOperation.delete_points(list(deletes)))
-        if points:
-            shard.update(
-                edge.UpdateOperation.upsert_points(
-                    [
-                        edge.Point(p.point_id, p.vector.tolist(), p.record.as_payload())
-                        for p in points
-                    ]
-                )
-            )
+        for start in range(0, len(points), _WRITE_CHUNK):
+            if start:
+                await asyncio.sleep(0)  # requests run between chunks
+            chunk = points[start : start + _WRITE_CHUNK]
+            shard.update(edge.UpdateOperation.upsert_points([_edge_point(p) for p in chunk]))
         if time.monotonic() - self._flushed_at >= self._flush_every:
-            shard.flush()
             self._flushed_at = time.monotonic()
+            await asyncio.to_thread(shard.flush)
 
     async def get(self, point_id: PointId) -> StoredAnswer | None:
         records = self._open_shard().retrieve([point_id], with_payload=True, with_vector=False)
@@ -203,6 +207,10 @@ class EdgeStore:
 
     async def count(self) -> int:
         return self._open_shard().count(edge.CountRequest(exact=True))
+
+
+def _edge_point(point: PendingPoint) -> edge.Point:
+    return edge.Point(point.point_id, point.vector.tolist(), point.record.as_payload())
 
 
 def _point_id(raw: object) -> PointId:
