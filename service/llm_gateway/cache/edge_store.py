@@ -12,14 +12,14 @@ cache starts empty instead of the worker failing its boot again and again. A sha
 locked by a live process is not moved: that is an error the caller retries.
 
 Edge's updates and searches are synchronous, short and hold the GIL for most of their work
-(~80 µs of CPU per point written, ~30 µs a search; bench/store_ops.py), so they run on the event
+(~85 µs of CPU per point written, ~30 µs a search; bench/store_ops.py), so they run on the event
 loop: a thread would free little of it. A batch is written `_WRITE_CHUNK` points at a time with
-the loop let go between chunks, so a batch of 64 never holds requests for its whole ~5 ms (it
-did, and moved the c=1 p99 by that much). Edge's log grows with every write until the shard is
-flushed, so a write flushes the shard when the last flush is `flush_every` seconds old; a flush
-takes 10-20 ms and lets go of the GIL often enough that, in a worker thread, it only slows the
-loop instead of stopping it, so it runs there (Edge takes updates and searches meanwhile).
-Close flushes on the loop.
+the loop let go between chunks, so a batch of 64 never holds requests for its whole ~5 ms.
+Every update goes to the shard's write-ahead log at once (a killed worker loses none of it),
+but the log is only trimmed when the shard is flushed, and a flush holds the loop for a fixed
+20-50 ms however little was written (measured; in a worker thread it held it just as long), so
+a write flushes the shard only when the last flush is `flush_every` seconds old (a minute), and
+close flushes it.
 
 Deleted points are not vacuumed (EdgeShard.optimize): the cache reuses point ids (point_slots.py),
 so the shard holds at most CACHE_MAX_ENTRIES points, and a vacuum was measured to raise the
@@ -56,7 +56,7 @@ from llm_gateway.cache.records import (
 log = logging.getLogger(__name__)
 
 _SCROLL_PAGE = 512
-_WRITE_CHUNK = 16  # points per update: ~1.3 ms of the loop at a time
+_WRITE_CHUNK = 8  # points per update: ~0.7 ms of the loop at a time
 _LOCKED = "WouldBlock"  # how Edge words "another process holds this shard's log"
 
 
@@ -64,7 +64,7 @@ class EdgeStore:
     mode: StoreMode = "edge"
 
     def __init__(
-        self, path: Path, *, collection: str, dimensions: int, flush_every: float = 5.0
+        self, path: Path, *, collection: str, dimensions: int, flush_every: float = 60.0
     ) -> None:
         self.path = path
         self.collection = collection
@@ -134,8 +134,8 @@ class EdgeStore:
             chunk = points[start : start + _WRITE_CHUNK]
             shard.update(edge.UpdateOperation.upsert_points([_edge_point(p) for p in chunk]))
         if time.monotonic() - self._flushed_at >= self._flush_every:
+            shard.flush()
             self._flushed_at = time.monotonic()
-            await asyncio.to_thread(shard.flush)
 
     async def get(self, point_id: PointId) -> StoredAnswer | None:
         records = self._open_shard().retrieve([point_id], with_payload=True, with_vector=False)
