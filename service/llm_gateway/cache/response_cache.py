@@ -14,18 +14,19 @@ the worker's tables keep serving its own answers and a background task retries t
 
 Parts: the store (answer_store.py: Qdrant Edge, one shard per worker under DATA_DIR/qdrant-edge,
 or a Qdrant server with QDRANT_URL), opened and retried by store_keeper.py; the store path
-(answer_intake.py), written in batches (write_behind.py). The semantic tier is the store's own
-search, so an answer is found there once its batch is written (the flush interval), and the exact
-tier serves a repeat before that. On the embedded store each worker's shard is private to it, so the
-worker's answer table says what the shard holds (warmed from it at open, warmup.py). The exact
-tier is shared by the pod's workers through DATA_DIR/cache/exact.sqlite3. With a server the
-server is the source of truth and shared by every worker and pod; the table is a per-worker front.
+(answer_intake.py), written behind the response (write_behind.py). The semantic tier is the
+store's own search, so an answer is found there once written (at once embedded, within the flush
+interval on a server); the exact tier serves a repeat before that. On the embedded store each
+worker's shard is private to it, so the worker's answer table says what the shard holds (warmed
+from it at open, warmup.py). The exact tier is shared by the pod's workers through
+DATA_DIR/cache/exact.sqlite3. With a server the server is the source of truth and shared by every
+worker and pod; the table is a per-worker front.
 
 Size: CACHE_MAX_ENTRIES bounds each worker's table; the least recently used answer leaves first,
 and with it (embedded store) its slot in the shard, which the next answer overwrites
-(point_slots.py), so a worker's memory and shard level off. The shared exact table
-holds at most CACHE_MAX_ENTRIES answers too (on disk), least recently used out first. A server's
-collection is shared and is bounded by the TTL purge only.
+(point_slots.py), so a worker's memory and shard level off. The shared exact table holds at most
+CACHE_MAX_ENTRIES answers too (on disk), least recently used out first. A server's collection is
+shared and is bounded by the TTL purge only.
 """
 
 from __future__ import annotations
@@ -78,12 +79,13 @@ class ResponseCache:
         open_timeout: float = 10.0,
         flush_interval: float = 0.2,
         flush_batch: int = 64,
+        flush_wake: int | None = None,
         checkpoint_interval: float = 1.0,
         store_is_private: bool | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """`store_is_private` defaults to True on the embedded store (no server); tests may set
-        it False to run the shared-store logic against an embedded shard."""
+        """`store_is_private` (default: no server) may be False in tests, to run the shared-store
+        logic on a shard. `flush_wake`: see write_behind.py (default 1 embedded, else a batch)."""
         if qdrant_url is None and data_dir is None:
             raise ValueError("ResponseCache needs DATA_DIR (embedded store) or QDRANT_URL")
         self._embedder = embedder
@@ -116,6 +118,7 @@ class ResponseCache:
             lambda: self._keeper.store,
             interval=flush_interval,
             batch_size=flush_batch,
+            wake_at=flush_wake if flush_wake is not None else (1 if self._private else None),
             max_pending=max_entries,
             on_failure=lambda exc, dropped: self._count("exact", "error"),
         )
@@ -257,17 +260,8 @@ class ResponseCache:
             "entries": len(self._lru),
             "max_entries": self._lru.max_entries,
             "pending_writes": self._writer.pending,
-            "shared_entries": self._shared_entries(),
+            "shared_entries": self._shared.size() if self._shared is not None else None,
         }
-
-    def _shared_entries(self) -> int | None:
-        """Answers in the pod's shared exact table (embedded store), None when there is none."""
-        if self._shared is None or not self._shared.is_open:
-            return None
-        try:
-            return len(self._shared)
-        except Exception:
-            return None
 
     # --- lookups -----------------------------------------------------------------------------
     async def lookup(self, req: CacheRequest) -> CacheHit | None:

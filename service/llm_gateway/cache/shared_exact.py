@@ -146,6 +146,15 @@ class SharedExactTable:
         row = self._connection().execute(_COUNT).fetchone()
         return int(row[0]) if row else 0
 
+    def size(self) -> int | None:
+        """Answers in the table; None when it is closed or cannot be read (health details)."""
+        if self._db is None:
+            return None
+        try:
+            return len(self)
+        except sqlite3.Error:
+            return None
+
     def get(self, key: str, now: float) -> tuple[bytes, float, float] | None:
         """(body, created_at, expires_at) of an answer still valid at `now`, else None."""
         row = self._connection().execute(_GET, (key,)).fetchone()

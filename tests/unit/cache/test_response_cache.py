@@ -47,7 +47,7 @@ async def test_with_a_shared_store_an_exact_hit_is_read_from_qdrant_when_the_tab
 async def test_a_scheduled_answer_is_an_exact_hit_at_once_and_a_semantic_hit_once_written(
     make_cache: CacheFactory,
 ) -> None:
-    cache = await make_cache(flush_interval=3600)
+    cache = await make_cache(flush_interval=3600, flush_wake=100)  # the write waits
     assert await cache.lookup(chat("How do I reset my password?")) is None  # as a request does
     cache.schedule_store(chat("How do I reset my password?"), answer("Use the reset link."))
     await asyncio.sleep(0)  # the caller's task yields: its response is on its way
@@ -61,6 +61,20 @@ async def test_a_scheduled_answer_is_an_exact_hit_at_once_and_a_semantic_hit_onc
     semantic = await cache.lookup(chat("how can I reset my password"))
     assert semantic is not None and semantic.tier == "semantic"
     assert semantic.payload == answer("Use the reset link.")
+
+
+async def test_on_the_embedded_store_a_scheduled_answer_is_written_as_soon_as_the_loop_is_free(
+    make_cache: CacheFactory,
+) -> None:
+    # No waiting for the flush interval: a 0.2 s batch held the next requests for ~5 ms at c=1.
+    cache = await make_cache(flush_interval=3600)
+    assert await cache.lookup(chat("How do I reset my password?")) is None
+    cache.schedule_store(chat("How do I reset my password?"), answer("Use the reset link."))
+    async with asyncio.timeout(2):
+        while (await cache.health())["points"] != 1:
+            await asyncio.sleep(0)
+    semantic = await cache.lookup(chat("how can I reset my password"))
+    assert semantic is not None and semantic.tier == "semantic"
 
 
 async def test_stored_answers_survive_a_restart_on_the_same_slot(make_cache: CacheFactory) -> None:
