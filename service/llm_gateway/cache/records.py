@@ -3,6 +3,7 @@ what waits to be written (`PendingPoint`). No qdrant-client import here on purpo
 
 from __future__ import annotations
 
+import hashlib
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,8 +12,20 @@ from typing import Any, Literal
 import orjson
 
 # The payload fields a semantic search must match exactly, in the order the stores' `search`
-# takes them; both stores keyword-index them, so they are listed once for both.
+# takes them (the server store keyword-indexes them), so they are listed once for both.
 KEYWORD_FIELDS = ("scope", "model", "params_fingerprint", "context_fingerprint")
+# The payload field the embedded store indexes instead: which of 4096 buckets an answer's match
+# partition (params and context fingerprint) falls in. Edge's keyword index keeps every value it
+# has ever seen, so indexing the context fingerprint itself (new with almost every prompt) grew a
+# worker's memory by ~0.3 KB per answer stored, without end; 4096 values bound it, and a shard of
+# CACHE_MAX_ENTRIES=4000 answers has about one per bucket for a search to check in full.
+PARTITION_FIELD = "partition"
+_PARTITION_HEX = 3
+
+
+def partition_bucket(params_fingerprint: str, context_fingerprint: str) -> str:
+    digest = hashlib.sha256(f"{params_fingerprint}:{context_fingerprint}".encode()).hexdigest()
+    return digest[:_PARTITION_HEX]
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,7 @@ class AnswerRecord:
             "model": self.model,
             "params_fingerprint": self.params_fingerprint,
             "context_fingerprint": self.context_fingerprint,
+            PARTITION_FIELD: partition_bucket(self.params_fingerprint, self.context_fingerprint),
             "created_at": self.created_at,
             "expires_at": self.expires_at,
             "payload_json": self.payload

@@ -3,8 +3,8 @@
 On the embedded store the worker's answer table (lru.py) says what its shard holds and in which
 slot (point_slots.py), so opening the store reads every point's payload back once (no vectors:
 the semantic tier searches the shard itself). The most recent answers are kept up to the bound;
-points that are expired, unreadable, duplicated, past a smaller bound or under an older layout's
-id are deleted (with the next write batch), and a kept answer whose id is not a slot of this
+points that are expired, unreadable, duplicated, past a smaller bound or of an older layout
+are deleted (with the next write batch), and a kept answer whose id is not a slot of this
 bound is rewritten into one (with its vector, read for those few points only).
 """
 
@@ -15,8 +15,13 @@ from typing import Any
 from llm_gateway.cache.answer_store import AnswerStore
 from llm_gateway.cache.lru import ExactLru
 from llm_gateway.cache.point_slots import PointSlots
-from llm_gateway.cache.records import AnswerRecord, PointId, answer_body
+from llm_gateway.cache.records import PARTITION_FIELD, AnswerRecord, PointId, answer_body
 from llm_gateway.cache.write_behind import WriteBehind
+
+
+def _current(payload: dict[str, Any]) -> bool:
+    # Points of an older layout (no exact key, no partition bucket) cannot be found: dropped.
+    return "key" in payload and PARTITION_FIELD in payload
 
 
 async def warm_table(
@@ -33,7 +38,7 @@ async def warm_table(
     live: list[tuple[float, PointId, dict[str, Any], bytes]] = []
     async for point_id, payload in store.scroll_all():
         body = answer_body(payload)
-        if body is None or "key" not in payload or float(payload["expires_at"]) <= now:
+        if body is None or not _current(payload) or float(payload["expires_at"]) <= now:
             drop(point_id)
         else:
             live.append((float(payload["created_at"]), point_id, payload, body))

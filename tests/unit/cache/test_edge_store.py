@@ -9,9 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import qdrant_edge as edge
 
 from llm_gateway.cache.edge_store import EdgeStore
-from llm_gateway.cache.records import AnswerRecord, PendingPoint
+from llm_gateway.cache.embedders import HashingEmbedder
+from llm_gateway.cache.records import PARTITION_FIELD, AnswerRecord, PendingPoint
+from llm_gateway.cache.response_cache import ResponseCache
 from tests.support.logs import capture_json_logs
 
 POINT = "00000000-0000-0000-0000-000000000001"
@@ -107,3 +110,55 @@ async def test_a_shard_held_by_another_open_store_is_not_moved(tmp_path: Path) -
         assert not list(tmp_path.glob("*.unreadable-*"))
     finally:
         await holder.close()
+
+
+async def test_the_shards_one_payload_index_is_the_partition_bucket(tmp_path: Path) -> None:
+    # Edge's keyword index keeps every value it has seen: one per context fingerprint would grow
+    # the worker's memory with every new prompt. An index of 4096 buckets cannot.
+    store = await opened(tmp_path / "shard")
+    try:
+        assert set(store._open_shard().info().payload_schema) == {PARTITION_FIELD}
+    finally:
+        await store.close()
+
+
+async def test_a_shard_of_the_older_layout_loses_its_many_indexes_and_its_points_are_dropped(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "qdrant-edge" / "c__hashing-v1-512" / "worker-0"
+    config = edge.EdgeConfig(
+        vectors=edge.EdgeVectorParams(size=512, distance=edge.Distance.Cosine),
+        optimizers=edge.EdgeOptimizersConfig(indexing_threshold=0),
+    )
+    old = edge.EdgeShard.create(str(path), config)
+    for field in ("scope", "model", "params_fingerprint", "context_fingerprint"):
+        old.update(edge.UpdateOperation.create_field_index(field, edge.PayloadSchemaType.Keyword))
+    payload = record("old").as_payload()
+    del payload[PARTITION_FIELD]  # as the first Edge layout wrote its points
+    old.update(edge.UpdateOperation.upsert_points([edge.Point(0, [1.0] + [0.0] * 511, payload)]))
+    old.flush()
+    old.close()
+
+    cache = ResponseCache(
+        embedder=HashingEmbedder(),
+        metrics=None,
+        ttl_seconds=3600,
+        timeout=5.0,
+        semantic_enabled=True,
+        semantic_threshold=0.9,
+        collection="c",
+        data_dir=tmp_path,
+        clock=lambda: 1.0,
+    )
+    await cache.open()
+    try:
+        await cache.flush()
+        health = await cache.health()
+        assert (health["entries"], health["points"]) == (0, 0)  # unfindable: dropped, not served
+    finally:
+        await cache.close()
+    reopened = await opened(path, dimensions=512)
+    try:
+        assert set(reopened._open_shard().info().payload_schema) == {PARTITION_FIELD}
+    finally:
+        await reopened.close()
