@@ -12,9 +12,9 @@ cache starts empty instead of the worker failing its boot again and again. A sha
 locked by a live process is not moved: that is an error the caller retries.
 
 Edge's updates and searches are synchronous, short and hold the GIL for most of their work
-(~85 µs of CPU per point written, ~30 µs a search; bench/store_ops.py), so they run on the event
-loop: a thread would free little of it. A batch is written `_WRITE_CHUNK` points at a time with
-the loop let go between chunks, so a batch of 64 never holds requests for its whole ~5 ms.
+(~80-150 µs of CPU per point written, ~30-120 µs a search; bench/RESULTS.md), so they run on the
+event loop: a thread would free little of it. A batch is written `_WRITE_CHUNK` points at a time
+with the loop let go between chunks, so a batch of 64 never holds requests for its whole ~5 ms.
 Every update goes to the shard's write-ahead log at once (a killed worker loses none of it),
 but the log is only trimmed when the shard is flushed, and a flush holds the loop for a fixed
 20-50 ms however little was written (measured; in a worker thread it held it just as long), so
