@@ -95,18 +95,28 @@ def rss_split_mb(pid: int) -> tuple[float, float]:
     return fields["RssAnon"], fields["RssFile"] + fields.get("RssShmem", 0.0)
 
 
-def process_group_cpu_seconds(pgid: int) -> float:
-    """CPU time (user + system) of every live process in one process group (a server started in
-    its own session, with the workers it forked), from /proc (Linux)."""
+def process_tree_cpu_seconds(root: int) -> float:
+    """CPU time (user + system) of a live process and all its live descendants, from /proc
+    (Linux). By ancestry, not process group: PostgreSQL's backends each call setsid(), so a
+    group or session holds only the postmaster."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    parent: dict[int, int] = {}
+    cpu: dict[int, float] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # exited while we looked
-        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...
-            total += (int(fields[11]) + int(fields[12])) / ticks
+        pid = int(stat.parent.name)
+        parent[pid] = int(fields[1])  # fields after the name: state, ppid, pgrp, ...
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    total = 0.0
+    for pid, spent in cpu.items():
+        ancestor = pid
+        while ancestor > 1 and ancestor != root:
+            ancestor = parent.get(ancestor, 0)
+        if ancestor == root:
+            total += spent
     return total
 
 

@@ -9,7 +9,7 @@ loopback port by devstack.postgres), then the gateway's own `MlflowExporter` upl
 in each shape (batch size x uploads in flight). Shapes rotate across rounds and backends, so a burst
 of outside load on the shared machine hits them all alike. Also prints the exporter's CPU per trace
 (this process's user+system time; the gateway worker pays the same in its export threads) and the
-server's (every process of MLflow's and of Postgres's process groups): what a trace costs the
+server's (every process of MLflow's and of Postgres's process trees): what a trace costs the
 tracking server, which is what bounds traces/s when the server shares the gateway's machine.
 """
 
@@ -30,7 +30,7 @@ from devstack.mlflow import ensure_mlflow_venv, start_mlflow_server
 from devstack.postgres import PostgresServer, find_postgres_bin
 from devstack.venvs import repo_root
 
-from bench.stack import free_port, process_group_cpu_seconds
+from bench.stack import free_port, process_tree_cpu_seconds
 from llm_gateway.tracking.mlflow_export import MlflowExporter
 from llm_gateway.tracking.records import TraceRecord, now_ns
 
@@ -76,23 +76,23 @@ def measure(
     records: list[TraceRecord],
     batch: int,
     inflight: int,
-    server_groups: list[int],
+    server_roots: list[int],
 ) -> tuple[float, float, float]:
     """(traces/s, exporter CPU ms per trace, server CPU ms per trace: MLflow and its database)"""
     batches = [records[i : i + batch] for i in range(0, len(records), batch)]
-    server0 = sum(process_group_cpu_seconds(g) for g in server_groups)
+    server0 = sum(process_tree_cpu_seconds(g) for g in server_roots)
     cpu0, t0 = cpu_seconds(), time.perf_counter()
     with ThreadPoolExecutor(inflight) as pool:
         for _ in pool.map(exporter.export, batches):
             pass
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
-    server = sum(process_group_cpu_seconds(g) for g in server_groups) - server0
+    server = sum(process_tree_cpu_seconds(g) for g in server_roots) - server0
     return len(records) / wall, cpu / len(records) * 1000, server / len(records) * 1000
 
 
 @contextlib.contextmanager
 def mlflow_on(backend: str, work: Path, workers: int) -> Iterator[tuple[str, list[int]]]:
-    """The server's url and the process groups whose CPU it spends (MLflow, Postgres)."""
+    """The server's url and the pids whose process trees spend its CPU (MLflow, Postgres)."""
     venv = ensure_mlflow_venv(repo_root())
     with contextlib.ExitStack() as stack:
         store_uri = None

@@ -52,7 +52,7 @@ from bench.stack import (
     ROOT,
     Gateway,
     free_port,
-    process_group_cpu_seconds,
+    process_tree_cpu_seconds,
     start_litellm,
     start_mock,
     users_json,
@@ -178,7 +178,7 @@ def count_traces(mlflow_url: str, run_id: str) -> dict[str, int]:
 
 @contextlib.contextmanager
 def database(backend: str, work: Path) -> Iterator[tuple[str | None, int | None]]:
-    """MLflow's backend store URI (None: sqlite) and the database's process group, if any."""
+    """MLflow's backend store URI (None: sqlite) and the database server's pid, if any."""
     if backend == "sqlite":
         yield None, None
         return
@@ -192,19 +192,19 @@ def database(backend: str, work: Path) -> Iterator[tuple[str | None, int | None]
 
 class CpuByPart:
     """Where the machine's CPU went, per part of the stack and per phase of the run: each part
-    is a process group (a server and the workers it forked); MLflow's changes at its restart."""
+    is a process tree (a server and the workers it forked); MLflow's changes at its restart."""
 
     def __init__(self) -> None:
         self.seen: dict[tuple[str, int], float] = {}
         self.seconds: dict[str, dict[str, float]] = {}
 
-    def sample(self, phase: str, groups: dict[str, int | None]) -> None:
-        for part, pgid in groups.items():
-            if pgid is None:
+    def sample(self, phase: str, roots: dict[str, int | None]) -> None:
+        for part, root in roots.items():
+            if root is None:
                 continue
-            now = process_group_cpu_seconds(pgid)
-            before = self.seen.get((part, pgid), now)
-            self.seen[(part, pgid)] = now
+            now = process_tree_cpu_seconds(root)
+            before = self.seen.get((part, root), now)
+            self.seen[(part, root)] = now
             spent = self.seconds.setdefault(phase, {})
             spent[part] = spent.get(part, 0.0) + max(0.0, now - before)
 
@@ -227,7 +227,7 @@ def main() -> int:
     run_id = uuid.uuid4().hex[:8]
     work = Path(tempfile.mkdtemp(prefix="bench-trace-load-"))
     seconds = args.minutes * 60
-    with contextlib.ExitStack() as stack, database(args.backend, work) as (store_uri, pg_group):
+    with contextlib.ExitStack() as stack, database(args.backend, work) as (store_uri, pg_pid):
         mock = start_mock(free_port(), work)
         stack.callback(mock.stop)
         proxy = start_litellm(mock.url, free_port(), work)
@@ -267,6 +267,16 @@ def main() -> int:
             timeline.append({"t": round(time.monotonic() - load_started, 1)})
             with contextlib.suppress(httpx.HTTPError):
                 timeline[-1].update(metric_samples(gateway.url))
+            now = timeline[-1]
+            # Drained: MLflow is back, everything journaled was replayed and the journal is empty,
+            # whether or not the load still runs (new traffic meanwhile goes straight to MLflow).
+            if (
+                "mlflow_back" in events
+                and "drained" not in events
+                and now.get("trace_journal_backlog_bytes", 1) == 0
+                and now.get("replayed", 0) >= now.get("journaled", 0) > 0
+            ):
+                events["drained"] = now["t"]
             server = mlflow.server
             cpu.sample(
                 phase(),
@@ -274,7 +284,7 @@ def main() -> int:
                     "litellm": proxy.pid,
                     "gateway": gateway.process.pid,
                     "mlflow": server.pid if server is not None else None,
-                    "postgres": pg_group,
+                    "postgres": pg_pid,
                     "upstream mock": mock.pid,
                 },
             )
@@ -308,7 +318,7 @@ def main() -> int:
             outcome = await load
             events["load_ended"] = time.monotonic() - load_started
             await side[0]
-            # Drain: until the journal is empty and every live and replayed trace is counted.
+            # Then until the journal is empty and every live and replayed trace is acknowledged.
             deadline = time.monotonic() + DRAIN_TIMEOUT
             while time.monotonic() < deadline:
                 last = timeline[-1] if timeline else {}
@@ -317,7 +327,8 @@ def main() -> int:
                 if last.get("trace_journal_backlog_bytes", 1) == 0 and (
                     acknowledged + dropped >= len(outcome)
                 ):
-                    events["drained"] = last["t"]
+                    events.setdefault("drained", last["t"])
+                    events["all_acknowledged"] = last["t"]
                     break
                 await asyncio.sleep(SAMPLE_EVERY)
             side[1].cancel()
