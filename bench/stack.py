@@ -95,29 +95,40 @@ def rss_split_mb(pid: int) -> tuple[float, float]:
     return fields["RssAnon"], fields["RssFile"] + fields.get("RssShmem", 0.0)
 
 
-def process_tree_cpu_seconds(root: int) -> float:
-    """CPU time (user + system) of a live process and all its live descendants, from /proc
-    (Linux). By ancestry, not process group: PostgreSQL's backends each call setsid(), so a
-    group or session holds only the postmaster."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    parent: dict[int, int] = {}
-    cpu: dict[int, float] = {}
+def _proc_stats() -> dict[int, list[str]]:
+    """Every live process's /proc stat fields after the command name (Linux), by pid."""
+    stats: dict[int, list[str]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            # The command name may contain spaces and parentheses: fields start after the last ')'.
+            stats[int(stat.parent.name)] = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # exited while we looked
-        pid = int(stat.parent.name)
-        parent[pid] = int(fields[1])  # fields after the name: state, ppid, pgrp, ...
-        cpu[pid] = (int(fields[11]) + int(fields[12])) / ticks
-    total = 0.0
-    for pid, spent in cpu.items():
+    return stats
+
+
+def process_tree(root: int, stats: dict[int, list[str]] | None = None) -> list[int]:
+    """A live process and all its live descendants. By ancestry, not process group:
+    PostgreSQL's backends each call setsid(), so a group or session holds only the postmaster."""
+    stats = _proc_stats() if stats is None else stats
+    parent = {pid: int(fields[1]) for pid, fields in stats.items()}  # state, ppid, pgrp, ...
+    tree = []
+    for pid in stats:
         ancestor = pid
         while ancestor > 1 and ancestor != root:
             ancestor = parent.get(ancestor, 0)
         if ancestor == root:
-            total += spent
-    return total
+            tree.append(pid)
+    return sorted(tree)
+
+
+def process_tree_cpu_seconds(root: int) -> float:
+    """CPU time (user + system) of a process tree (`process_tree`), from /proc."""
+    stats = _proc_stats()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(
+        (int(stats[pid][11]) + int(stats[pid][12])) / ticks for pid in process_tree(root, stats)
+    )
 
 
 def cpu_seconds(pid: int) -> float:
