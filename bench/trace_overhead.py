@@ -4,18 +4,21 @@
     .venv/bin/python -m bench.trace_overhead --latency-only --rate 100
 
 Starts an `mlflow server` (sqlite, its own venv; at nice 19, standing in for MLflow on its own
-machine), then:
+machine) and bench.otlp_sink (accepts every upload at once, stores nothing), then:
 
-1. CPU: bench.cpu_cost with three variants of the full chain on the 0 ms mock, interleaved round
-   by round: `to-mlflow` (tracking on, exporting to that MLflow), `tracking-off`
-   (TRACKING_ENABLED=false) and `full` (tracking on without MLflow, every trace to the local
-   journal). It prints CPU ms per request of the gateway worker, its export threads included.
-2. Latency: one gateway worker per variant (`to-mlflow`, `tracking-off`), both up at once, and
-   for each round and variant in turn: `--latency-requests` requests one at a time (c=1), then an
-   open loop at `--rate` requests/s for `--seconds` (well under the worker's capacity, so the
-   latency is the request path's, not a queue's). Latencies are pooled over the rounds and
-   compared percentile by percentile: tracing must not move the request path's p99, since the
-   export runs after the response (a queue put) and uploads in worker threads.
+1. CPU: bench.cpu_cost with four variants of the full chain on the 0 ms mock, interleaved round
+   by round: `to-mlflow` (tracking on, exporting to that MLflow), `to-sink` (exporting to the
+   sink), `tracking-off` (TRACKING_ENABLED=false) and `full` (tracking on without MLflow, every
+   trace to the local journal). It prints CPU ms per request of the gateway worker, its export
+   threads included.
+2. Latency: one gateway worker per variant (`to-mlflow`, `to-sink`, `tracking-off`), all up at
+   once, and for each round and variant in turn: `--latency-requests` requests one at a time
+   (c=1), then an open loop at `--rate` requests/s for `--seconds` (well under the worker's
+   capacity, so the latency is the request path's, not a queue's). Latencies are pooled over the
+   rounds and compared percentile by percentile: tracing must not move the request path's p99,
+   since the export runs after the response (a queue put) and uploads in worker threads.
+   `to-sink` against `tracking-off` is the gateway's own export work; `to-mlflow` against
+   `to-sink` is what a tracking server on the same two cores takes from it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from devstack.mlflow import ensure_mlflow_venv, start_mlflow_server
-from devstack.venvs import repo_root
+from devstack.processes import ServiceProcess
+from devstack.venvs import clean_env, repo_root
 
 from bench.run import UNIQUE_BODY, loadgen, pooled, prime
 from bench.stack import (
@@ -37,6 +41,7 @@ from bench.stack import (
     ROOT,
     Gateway,
     free_port,
+    pinned,
     process_tree,
     start_mock,
     users_json,
@@ -45,12 +50,13 @@ from bench.stack import (
 PERCENTILES = ("p50", "p90", "p99", "p999")
 
 
-def latency_rounds(mlflow_url: str, work: Path, args: argparse.Namespace) -> None:
+def latency_rounds(mlflow_url: str, sink_url: str, work: Path, args: argparse.Namespace) -> None:
     mock = start_mock(free_port(), work)
     gateways: dict[str, Gateway] = {}
     try:
         variants = {
             "to-mlflow": {**FULL_CHAIN, "MLFLOW_TRACKING_URI": mlflow_url},
+            "to-sink": {**FULL_CHAIN, "MLFLOW_TRACKING_URI": sink_url},
             "tracking-off": {**FULL_CHAIN, "TRACKING_ENABLED": "false"},
         }
         for name, settings in variants.items():
@@ -104,6 +110,7 @@ def main() -> int:
     parser.add_argument("--latency-only", action="store_true", help="skip the CPU variants")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-trace-overhead-"))
+    sink = start_sink(work)
     server = start_mlflow_server(
         ensure_mlflow_venv(repo_root()), free_port(), work / "mlflow", work / "mlflow.log"
     )
@@ -120,12 +127,28 @@ def main() -> int:
             argv += ["--requests", str(args.requests), "--concurrency", str(args.concurrency)]
             argv += ["--rounds", str(args.rounds)]
             argv += ["--variant", f"to-mlflow:MLFLOW_TRACKING_URI={server.url}"]
+            argv += ["--variant", f"to-sink:MLFLOW_TRACKING_URI={sink.url}"]
             argv += ["--variant", "tracking-off:TRACKING_ENABLED=false"]
             code = subprocess.run(argv, cwd=ROOT, check=False).returncode
-        latency_rounds(server.url, work, args)
+        latency_rounds(server.url, sink.url, work, args)
         return code
     finally:
         server.stop()
+        sink.stop()
+
+
+def start_sink(work: Path) -> ServiceProcess:
+    port = free_port()
+    sink = ServiceProcess(
+        "otlp sink",
+        pinned([sys.executable, "-m", "bench.otlp_sink", "--port", str(port)]),
+        url=f"http://127.0.0.1:{port}",
+        log_path=work / "sink.log",
+        env=clean_env(),
+        cwd=ROOT,
+    )
+    sink.wait_ready("/health", timeout=30)
+    return sink
 
 
 if __name__ == "__main__":
