@@ -263,6 +263,34 @@ async def test_the_replay_task_runs_every_replay_interval(
     assert [r.request_id for r in exporter.received] == ["req-1", "req-2"]
 
 
+async def test_a_replay_round_that_sent_records_goes_again_without_waiting_the_interval(
+    tmp_path: Path, exporter: FakeExporter, metrics: Metrics
+) -> None:
+    intervals = 0
+
+    async def first_interval_only(seconds: float) -> None:
+        nonlocal intervals
+        intervals += 1
+        if intervals > 1:
+            await asyncio.Event().wait()  # a second interval never ends in this test
+
+    journal = TraceJournal(tmp_path, 10**6, 5, metrics)
+    journal.append([make_record(1)])  # left from an outage
+    exporter.hang = threading.Event()
+    tracker = TraceTracker(
+        exporter, journal, metrics, 10, replay_interval=15, sleep=first_interval_only
+    )
+    await tracker.start()
+    await eventually(lambda: exporter.in_flight == 1)  # the first round is sending record 1
+    journal.append([make_record(2)])  # journaled while that round runs
+    exporter.hang.set()
+    await eventually(lambda: len(exporter.received) == 2)
+    await tracker.close(timeout=1)
+
+    assert [r.request_id for r in exporter.received] == ["req-1", "req-2"]
+    assert intervals == 2  # record 2 went in the round right after, not an interval later
+
+
 async def test_a_record_mlflow_refuses_is_dropped_loudly_without_blocking_its_batch(
     tracker: TraceTracker, exporter: FakeExporter, metrics: Metrics
 ) -> None:
