@@ -41,7 +41,6 @@ from bench.stack import (
     ROOT,
     Gateway,
     free_port,
-    pinned,
     process_tree,
     start_mock,
     users_json,
@@ -116,10 +115,11 @@ def main() -> int:
     )
     try:
         server.wait_ready(timeout=300)
-        # MLflow stands in for a server on its own machine: at nice 19 it gets only the CPU the
-        # gateway, the mock and the load generator leave (they share this machine's two cores),
-        # so the latency rounds measure the gateway's request path, not MLflow taking its core.
-        for pid in process_tree(server.pid):
+        # MLflow and the sink stand in for servers on machines of their own: at nice 19 they
+        # get only the CPU the gateway, the mock and the load generator leave (all share this
+        # machine's two cores), so the latency rounds measure the gateway's request path, not
+        # a tracking server taking its core.
+        for pid in process_tree(server.pid) + process_tree(sink.pid):
             os.setpriority(os.PRIO_PROCESS, pid, 19)
         code = 0
         if not args.latency_only:
@@ -141,7 +141,7 @@ def start_sink(work: Path) -> ServiceProcess:
     port = free_port()
     sink = ServiceProcess(
         "otlp sink",
-        pinned([sys.executable, "-m", "bench.otlp_sink", "--port", str(port)]),
+        [sys.executable, "-m", "bench.otlp_sink", "--port", str(port)],
         url=f"http://127.0.0.1:{port}",
         log_path=work / "sink.log",
         env=clean_env(),
