@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from devstack.postgres import PostgresServer, PostgresUnavailable, find_postgres_bin
+from devstack.postgres import PostgresServer
 
 from tests.support.mlflow_server import mlflow_venv
+from tests.support.postgres_server import postgres_server
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.integration
@@ -39,15 +39,8 @@ REPLICAS = 3
 @pytest.fixture
 def postgres(tmp_path: Path) -> Iterator[PostgresServer]:
     """A PostgreSQL server not started yet: the test starts it when it wants to."""
-    try:
-        bin_dir = find_postgres_bin()
-    except PostgresUnavailable as exc:
-        pytest.fail(f"{exc} (the integration suite needs it)")
-    # Under root the server runs as `postgres`, which cannot enter pytest's 0700 tmp tree.
-    with tempfile.TemporaryDirectory(prefix="llm-gateway-pg-") as cluster:
-        server = PostgresServer(bin_dir, Path(cluster) / "data", free_port(), tmp_path / "pg.log")
+    with postgres_server(tmp_path) as server:
         yield server
-        server.stop()
 
 
 def store_init(uri: str, wait_seconds: float) -> subprocess.Popen[str]:

@@ -9,13 +9,12 @@ at the end; a FaultyFront proxy (tests/support) stands between the tracker and M
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from devstack.mlflow import MlflowServer
-from devstack.postgres import PostgresServer, PostgresUnavailable, find_postgres_bin
+from devstack.postgres import PostgresServer
 
 from llm_gateway.observability.metrics import Metrics
 from llm_gateway.tracking.journal import TraceJournal
@@ -24,6 +23,7 @@ from llm_gateway.tracking.tracker import TraceTracker
 from tests.support.faulty_front import FaultyFront
 from tests.support.logs import capture_json_logs
 from tests.support.mlflow_server import all_traces, mlflow_venv, start_ready_server
+from tests.support.postgres_server import postgres_server
 from tests.support.processes import free_port
 from tests.unit.tracking.fakes import eventually, make_record, traces_count
 
@@ -39,17 +39,9 @@ async def sleep_forever(_: float) -> None:
 
 @pytest.fixture
 def postgres(tmp_path: Path) -> Iterator[PostgresServer]:
-    try:
-        bin_dir = find_postgres_bin()
-    except PostgresUnavailable as exc:
-        pytest.fail(f"{exc} (the integration suite needs it)")
-    # Under root the server runs as `postgres`, which cannot enter pytest's 0700 tmp tree: the
-    # cluster gets its own directory under /tmp.
-    with tempfile.TemporaryDirectory(prefix="llm-gateway-pg-") as cluster:
-        server = PostgresServer(bin_dir, Path(cluster) / "data", free_port(), tmp_path / "pg.log")
+    with postgres_server(tmp_path) as server:
         server.start()
         yield server
-        server.stop()
 
 
 @pytest.fixture
