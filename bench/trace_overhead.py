@@ -11,14 +11,16 @@ machine) and bench.otlp_sink (accepts every upload at once, stores nothing), the
    sink), `tracking-off` (TRACKING_ENABLED=false) and `full` (tracking on without MLflow, every
    trace to the local journal). It prints CPU ms per request of the gateway worker, its export
    threads included.
-2. Latency: one gateway worker per variant (`to-mlflow`, `to-sink`, `tracking-off`), all up at
-   once, and for each round and variant in turn: `--latency-requests` requests one at a time
-   (c=1), then an open loop at `--rate` requests/s for `--seconds` (well under the worker's
-   capacity, so the latency is the request path's, not a queue's). Latencies are pooled over the
-   rounds and compared percentile by percentile: tracing must not move the request path's p99,
-   since the export runs after the response (a queue put) and uploads in worker threads.
-   `to-sink` against `tracking-off` is the gateway's own export work; `to-mlflow` against
-   `to-sink` is what a tracking server on the same two cores takes from it.
+2. Latency: one gateway worker per variant (`to-mlflow`, `to-sink`, `journal-only`,
+   `tracking-off`), all up at once, and for each round and variant in turn: `--latency-requests`
+   requests one at a time (c=1), then an open loop at `--rate` requests/s for `--seconds` (well
+   under the worker's capacity, so the latency is the request path's, not a queue's). Latencies
+   are pooled over the rounds and compared percentile by percentile: tracing must not move the
+   request path's p99, since the export runs after the response (a queue put) and uploads in
+   worker threads. `to-sink` against `tracking-off` is the gateway's own export work;
+   `journal-only` (the same records appended to the local journal, no encoding or upload) splits
+   recording from shipping; `to-mlflow` against `to-sink` is what a tracking server on the same
+   two cores takes from it.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def latency_rounds(mlflow_url: str, sink_url: str, work: Path, args: argparse.Na
         variants = {
             "to-mlflow": {**FULL_CHAIN, "MLFLOW_TRACKING_URI": mlflow_url},
             "to-sink": {**FULL_CHAIN, "MLFLOW_TRACKING_URI": sink_url},
+            "journal-only": FULL_CHAIN,
             "tracking-off": {**FULL_CHAIN, "TRACKING_ENABLED": "false"},
         }
         for name, settings in variants.items():
