@@ -15,6 +15,8 @@ import argparse
 import json
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from llm_gateway.tracking.mlflow_export import EXPERIMENT_BY_NAME_PATH, OTLP_CONTENT_TYPE
+
 EXPERIMENT = json.dumps({"experiment": {"experiment_id": "1", "name": "sink"}}).encode()
 
 
@@ -29,14 +31,14 @@ class SinkHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self) -> None:
-        if self.path.startswith("/api/2.0/mlflow/experiments/get-by-name"):
+        if self.path.startswith(EXPERIMENT_BY_NAME_PATH):
             self._answer(EXPERIMENT, "application/json")
         else:
             self._answer(b"OK", "text/plain")
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self._answer(b"", "application/x-protobuf")
+        self._answer(b"", OTLP_CONTENT_TYPE)
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # one line per upload would be the sink's main cost

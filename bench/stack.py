@@ -125,9 +125,9 @@ def process_tree(root: int, stats: dict[int, list[str]] | None = None) -> list[i
 def process_tree_cpu_seconds(root: int) -> float:
     """CPU time (user + system) of a process tree (`process_tree`), from /proc."""
     stats = _proc_stats()
-    ticks = os.sysconf("SC_CLK_TCK")
     return sum(
-        (int(stats[pid][11]) + int(stats[pid][12])) / ticks for pid in process_tree(root, stats)
+        (int(stats[pid][11]) + int(stats[pid][12])) / CLOCK_TICKS
+        for pid in process_tree(root, stats)
     )
 
 
@@ -173,19 +173,7 @@ def speed_probe_ms() -> float:
 
 
 def children(pid: int) -> list[int]:
-    found: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # The command name may contain spaces and parentheses: fields start after the last ')'.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return sorted(found)
+    return sorted(child for child, fields in _proc_stats().items() if int(fields[1]) == pid)
 
 
 def start_mock(port: int, logs: Path) -> ServiceProcess:

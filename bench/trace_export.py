@@ -96,13 +96,13 @@ def mlflow_on(backend: str, work: Path, workers: int) -> Iterator[tuple[str, lis
     venv = ensure_mlflow_venv(repo_root())
     with contextlib.ExitStack() as stack:
         store_uri = None
-        groups = []
+        database_pids = []
         if backend == "postgres":
             pg = PostgresServer(find_postgres_bin(), work / "pg", free_port(), work / "pg.log")
             pg.start()
             stack.callback(pg.stop)
             store_uri = pg.create_database("mlflow")
-            groups.append(pg.proc.pid)
+            database_pids.append(pg.proc.pid)
         server = start_mlflow_server(
             venv,
             free_port(),
@@ -113,7 +113,7 @@ def mlflow_on(backend: str, work: Path, workers: int) -> Iterator[tuple[str, lis
         )
         stack.callback(server.stop)
         server.wait_ready(timeout=300)
-        yield server.url, [server.pid, *groups]
+        yield server.url, [server.pid, *database_pids]
 
 
 def main() -> int:
