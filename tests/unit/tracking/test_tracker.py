@@ -284,11 +284,15 @@ async def test_a_replay_round_that_sent_records_goes_again_without_waiting_the_i
     await eventually(lambda: exporter.in_flight == 1)  # the first round is sending record 1
     journal.append([make_record(2)])  # journaled while that round runs
     exporter.hang.set()
+    # The second interval never ends, so record 2 can only arrive in a round run without one.
     await eventually(lambda: len(exporter.received) == 2)
+    # Then, with the journal empty, the loop waits an interval again (awaited, not read at once:
+    # the empty round after record 2's may still be running).
+    await eventually(lambda: intervals == 2)
     await tracker.close(timeout=1)
 
     assert [r.request_id for r in exporter.received] == ["req-1", "req-2"]
-    assert intervals == 2  # record 2 went in the round right after, not an interval later
+    assert intervals == 2
 
 
 async def test_a_record_mlflow_refuses_is_dropped_loudly_without_blocking_its_batch(
